@@ -1,0 +1,56 @@
+"""The admin REST API (FastAPI): every route but /healthz and the UI page needs the bearer token."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from fastapi import Depends, FastAPI, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+
+from control_plane.api import resources
+from control_plane.api.deps import ControlPlaneDep, require_token
+from control_plane.api.errors import install_error_handlers
+from control_plane.service import ControlPlane
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    control_plane: ControlPlane, *, admin_token: str, registry: CollectorRegistry
+) -> FastAPI:
+    auth = [Depends(require_token)]
+    app = FastAPI(
+        title="ttsgw admin API",
+        version="1",
+        openapi_url=None,  # served below, behind the token like everything else
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.control_plane = control_plane
+    app.state.admin_token = admin_token
+    install_error_handlers(app)
+
+    revision_gauge = Gauge(
+        "ttsgw_revision", "Head revision number of the desired state", registry=registry
+    )
+    revision_gauge.set_function(lambda: control_plane.head.number)
+
+    for router in (resources.backends, resources.models, resources.revisions, resources.system):
+        app.include_router(router, prefix=API_PREFIX, dependencies=auth)
+
+    @app.get("/healthz", tags=["system"])
+    async def healthz(cp: ControlPlaneDep) -> dict[str, object]:
+        return {"status": "ok", "revision": cp.head.number}
+
+    @app.get("/metrics", tags=["system"], dependencies=auth)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", tags=["system"], dependencies=auth, include_in_schema=False)
+    async def openapi() -> dict[str, object]:
+        return app.openapi()
+
+    static = files("admin_ui") / "static"
+    app.mount("/ui", StaticFiles(directory=str(static), html=True), name="ui")
+    return app

@@ -1,0 +1,63 @@
+"""Dependencies shared by the admin API's routers: auth, the control plane, write options."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import Depends, Header, HTTPException, Query, Request
+
+from control_plane.errors import InvalidStateError
+from control_plane.service import ControlPlane
+
+
+def require_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    expected: str = request.app.state.admin_token
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise HTTPException(
+            401,
+            "missing or wrong admin token: send 'Authorization: Bearer <token>' "
+            "(the token is in DIR/admin-token or TTSGW_ADMIN_TOKEN)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def _control_plane(request: Request) -> ControlPlane:
+    cp: ControlPlane = request.app.state.control_plane
+    return cp
+
+
+ControlPlaneDep = Annotated[ControlPlane, Depends(_control_plane)]
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    author: str
+    if_match: int | None
+    wait_acked: float | None
+
+
+def _write_options(
+    wait: Annotated[Literal["acked"] | None, Query(description="'acked' blocks until every Envoy ACKs")] = None,
+    timeout_s: Annotated[float, Query(gt=0, le=300)] = 30.0,
+    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+    x_author: Annotated[str | None, Header(alias="X-Author", max_length=200)] = None,
+) -> WriteOptions:
+    revision: int | None = None
+    if if_match is not None and if_match.strip() != "*":
+        raw = if_match.strip().removeprefix("W/").strip('"')
+        if not raw.isdigit():
+            raise InvalidStateError(
+                f"If-Match must be a revision number, got {if_match!r}", field="If-Match"
+            )
+        revision = int(raw)
+    return WriteOptions(
+        author=x_author or "admin",
+        if_match=revision,
+        wait_acked=timeout_s if wait == "acked" else None,
+    )
+
+
+WriteOptionsDep = Annotated[WriteOptions, Depends(_write_options)]

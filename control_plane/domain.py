@@ -1,0 +1,142 @@
+"""The desired state: what ops declare, validated as a whole before anything changes.
+
+Defaults follow the source article's static Envoy config (timeout 60 s; retry on
+gateway-error,connect-failure,refused-stream x3 with a 30 s per-try timeout; circuit
+breaker 10 pending / 20 requests; health check GET /health every 10 s). Every field
+can be overridden per backend or per model.
+
+Schema families follow FastAPI's template: ``*Spec`` is the body ops write (the
+name lives in the URL), ``*Public`` adds the name for reads.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+# Names become Envoy cluster names and header values; keep them boring. Underscores
+# are reserved for the control plane's own clusters (e.g. ``ttsgw_ext_proc``).
+Name = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$", max_length=63)
+]
+BackendKind = Literal["espeak", "cosyvoice3", "openai-compatible"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Endpoint(_Strict):
+    host: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    port: Annotated[int, Field(ge=1, le=65535)]
+
+
+class HealthCheck(_Strict):
+    enabled: bool = True
+    path: Annotated[str, StringConstraints(pattern=r"^/")] = "/health"
+    interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    timeout_s: Annotated[float, Field(gt=0, le=600)] = 5.0
+    unhealthy_threshold: Annotated[int, Field(ge=1, le=100)] = 2
+    healthy_threshold: Annotated[int, Field(ge=1, le=100)] = 2
+
+
+class CircuitBreaker(_Strict):
+    max_connections: Annotated[int, Field(ge=1)] = 1024
+    max_pending_requests: Annotated[int, Field(ge=1)] = 10
+    max_requests: Annotated[int, Field(ge=1)] = 20
+    max_retries: Annotated[int, Field(ge=0)] = 3
+
+
+class CircuitBreakers(_Strict):
+    """Thresholds per Envoy routing priority, so a low-priority flood cannot drain HIGH."""
+
+    default: CircuitBreaker = CircuitBreaker()
+    high: CircuitBreaker = CircuitBreaker()
+
+
+class OutlierDetection(_Strict):
+    enabled: bool = True
+    consecutive_5xx: Annotated[int, Field(ge=1)] = 5
+    consecutive_gateway_failure: Annotated[int, Field(ge=1)] = 5
+    interval_s: Annotated[float, Field(gt=0)] = 10.0
+    base_ejection_time_s: Annotated[float, Field(gt=0)] = 30.0
+    max_ejection_percent: Annotated[int, Field(ge=0, le=100)] = 50
+
+
+class BackendSpec(_Strict):
+    kind: BackendKind = "openai-compatible"
+    endpoints: Annotated[list[Endpoint], Field(min_length=1, max_length=1000)]
+    health_check: HealthCheck = HealthCheck()
+    circuit_breakers: CircuitBreakers = CircuitBreakers()
+    outlier_detection: OutlierDetection = OutlierDetection()
+    connect_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+
+
+class BackendPublic(BackendSpec):
+    name: Name
+
+
+class Split(_Strict):
+    backend: Name
+    weight: Annotated[int, Field(ge=0, le=10_000)]
+
+
+class RetryPolicy(_Strict):
+    retry_on: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+(,[a-z0-9-]+)*$")] = (
+        "gateway-error,connect-failure,refused-stream"
+    )
+    num_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    per_try_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+
+class ModelSpec(_Strict):
+    splits: Annotated[list[Split], Field(min_length=1, max_length=64)]
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    retry_policy: RetryPolicy = RetryPolicy()
+
+    @model_validator(mode="after")
+    def _weights_make_sense(self) -> ModelSpec:
+        if not any(s.weight > 0 for s in self.splits):
+            raise ValueError("splits: at least one weight must be above 0")
+        names = [s.backend for s in self.splits]
+        if len(set(names)) != len(names):
+            raise ValueError("splits: each backend may appear only once")
+        return self
+
+
+class ModelPublic(ModelSpec):
+    name: Name
+
+
+class DesiredState(_Strict):
+    """The whole declared configuration; one of these is stored per revision."""
+
+    backends: dict[Name, BackendSpec] = {}
+    models: dict[Name, ModelSpec] = {}
+    # Where /v1/audio/speech goes when the gateway filter is down and no model header
+    # was set; None means the first model in name order.
+    default_model: Name | None = None
+
+    def fallback_model(self) -> str | None:
+        if self.default_model is not None:
+            return self.default_model
+        return min(self.models) if self.models else None
+
+
+def default_state(espeak_port: int = 8101, cosyvoice3_port: int = 8102) -> DesiredState:
+    """The config `ttsgw up` seeds on first start: one backend and one model per worker."""
+    return DesiredState(
+        backends={
+            "espeak": BackendSpec(
+                kind="espeak", endpoints=[Endpoint(host="127.0.0.1", port=espeak_port)]
+            ),
+            "cosyvoice3": BackendSpec(
+                kind="cosyvoice3", endpoints=[Endpoint(host="127.0.0.1", port=cosyvoice3_port)]
+            ),
+        },
+        models={
+            "espeak": ModelSpec(splits=[Split(backend="espeak", weight=100)]),
+            "cosyvoice3": ModelSpec(splits=[Split(backend="cosyvoice3", weight=100)]),
+        },
+    )

@@ -1,0 +1,113 @@
+"""`ttsgw control-plane`: the xDS server and the admin API in one process, over one event loop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from control_plane.api.app import create_app
+from control_plane.domain import default_state
+from control_plane.service import ControlPlane
+from control_plane.settings import ControlPlaneSettings
+from control_plane.store import SQLiteRevisionStore
+from control_plane.xds.cache import SnapshotCache
+from control_plane.xds.fleet import Fleet
+from control_plane.xds.server import create_xds_server
+
+log = logging.getLogger("control_plane")
+
+
+def parse_settings(argv: list[str] | None) -> ControlPlaneSettings:
+    parser = argparse.ArgumentParser(prog="ttsgw control-plane", description=__doc__)
+    parser.add_argument("--state-dir", type=Path)
+    parser.add_argument("--xds-host")
+    parser.add_argument("--xds-port", type=int)
+    parser.add_argument("--admin-host")
+    parser.add_argument("--admin-port", type=int)
+    parser.add_argument("--listener-port", type=int, help="the port Envoy listens on for clients")
+    parser.add_argument("--ext-proc-host")
+    parser.add_argument("--ext-proc-port", type=int)
+    parser.add_argument("--access-log-path")
+    parser.add_argument("--espeak-port", type=int, help="seeded espeak backend port")
+    parser.add_argument("--cosyvoice3-port", type=int, help="seeded cosyvoice3 backend port")
+    parser.add_argument("--no-seed", dest="seed_defaults", action="store_const", const=False)
+    args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    return ControlPlaneSettings(**args)
+
+
+async def serve(settings: ControlPlaneSettings, stop: asyncio.Event) -> None:
+    registry = CollectorRegistry()
+    store = SQLiteRevisionStore(settings.db_path)
+    fleet = Fleet(registry=registry)
+    cache = SnapshotCache()
+    control_plane = ControlPlane(store, cache, fleet, settings.translator_options())
+    seed = (
+        default_state(settings.espeak_port, settings.cosyvoice3_port)
+        if settings.seed_defaults
+        else None
+    )
+    head = await control_plane.start(seed)
+    xds, xds_port = await create_xds_server(
+        cache, fleet, host=settings.xds_host, port=settings.xds_port, registry=registry
+    )
+    app = create_app(
+        control_plane, admin_token=settings.resolve_admin_token(), registry=registry
+    )
+    config = uvicorn.Config(
+        app, host=settings.admin_host, port=settings.admin_port, log_level="warning",
+        access_log=False, lifespan="off",
+    )
+    web = uvicorn.Server(config)
+    web.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    await xds.start()
+    web_task = asyncio.create_task(web.serve())
+    log.info(
+        "control plane at revision %d: xDS on %s:%d, admin on http://%s:%d",
+        head.number, settings.xds_host, xds_port, settings.admin_host, settings.admin_port,
+    )
+    stop_task = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({web_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    if web_task in done and not web.started:
+        raise OSError(f"admin port {settings.admin_port} could not be bound")
+    web.should_exit = True
+    await web_task
+    stop_task.cancel()
+    await xds.stop(grace=1.0)
+    store.close()
+
+
+def run(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = parse_settings(argv)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        print(
+            f"ttsgw control-plane: {exc}; free the port or pick another with --xds-port/--admin-port",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(run())

@@ -1,0 +1,205 @@
+"""The control plane's write path: validate a whole new state, store it, translate it, push it.
+
+Order matters. A write is checked (pydantic, references, translation and snapshot
+consistency) before the revision is committed, and committed before it is pushed, so
+a rejected write leaves no revision and pushes nothing, and a pushed config is always
+one that a restart would reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from control_plane.domain import DesiredState
+from control_plane.errors import InvalidStateError
+from control_plane.store import Revision, RevisionStore
+from control_plane.translator import TranslatorOptions, translate
+from control_plane.validation import check_references
+from control_plane.xds.cache import SnapshotCache
+from control_plane.xds.fleet import Fleet
+from control_plane.xds.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+Mutation = Callable[[DesiredState], DesiredState]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    revision: Revision
+    changed: bool
+    snapshot_version: str
+    # Seconds from the push until every connected Envoy ACKed; None when not awaited
+    # or when the wait timed out (see ``acked``).
+    converged_s: float | None = None
+    acked: bool | None = None
+
+    def public(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "revision": self.revision.number,
+            "changed": self.changed,
+            "snapshot_version": self.snapshot_version,
+        }
+        if self.acked is not None:
+            body["acked"] = self.acked
+            body["converged_ms"] = (
+                round(self.converged_s * 1000, 2) if self.converged_s is not None else None
+            )
+        return body
+
+
+def _revalidate(state: DesiredState) -> DesiredState:
+    """Mutations build states with model_copy, which skips validation; re-run it whole."""
+    try:
+        return DesiredState.model_validate(state.model_dump())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidStateError(f"{field}: {first['msg']}", field=field) from exc
+
+
+class ControlPlane:
+    """Owns the head revision and keeps the xDS cache in step with it."""
+
+    def __init__(
+        self,
+        store: RevisionStore,
+        cache: SnapshotCache,
+        fleet: Fleet,
+        options: TranslatorOptions,
+    ) -> None:
+        self._store = store
+        self._cache = cache
+        self._fleet = fleet
+        self._options = options
+        self._lock = asyncio.Lock()
+        self._head: Revision | None = None
+        self._snapshot: Snapshot | None = None
+        self._changed = asyncio.Condition()
+
+    @property
+    def fleet(self) -> Fleet:
+        return self._fleet
+
+    @property
+    def store(self) -> RevisionStore:
+        return self._store
+
+    def _build(self, state: DesiredState) -> Snapshot:
+        check_references(state)
+        snapshot = Snapshot.build(translate(state, self._options))
+        snapshot.consistent()
+        return snapshot
+
+    async def start(self, seed: DesiredState | None = None) -> Revision:
+        """Load the head revision (seeding an empty store) and publish it."""
+        head = self._store.head()
+        if head is None:
+            initial = seed if seed is not None else DesiredState()
+            self._build(initial)
+            head = self._store.commit(
+                initial, author="ttsgw", message="initial state", expected_head=None
+            )
+            log.info("seeded revision %d", head.number)
+        await self._publish(head, self._build(head.state))
+        return head
+
+    @property
+    def head(self) -> Revision:
+        if self._head is None:
+            raise RuntimeError("control plane not started")
+        return self._head
+
+    @property
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            raise RuntimeError("control plane not started")
+        return self._snapshot
+
+    async def _publish(self, revision: Revision, snapshot: Snapshot) -> None:
+        self._head, self._snapshot = revision, snapshot
+        self._cache.set_snapshot(snapshot)
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def apply(
+        self,
+        mutate: Mutation,
+        *,
+        author: str,
+        message: str,
+        if_match: int | None = None,
+        wait_acked: float | None = None,
+    ) -> WriteResult:
+        """Apply one change atomically; raise before anything is stored if it is invalid."""
+        async with self._lock:
+            head = self.head
+            if if_match is not None and if_match != head.number:
+                # Same check the store makes, done early so the error names the head.
+                self._store.commit(
+                    head.state, author=author, message=message, expected_head=if_match
+                )
+            new_state = _revalidate(mutate(head.state))
+            if new_state == head.state:
+                return WriteResult(head, changed=False, snapshot_version=self.snapshot.version)
+            snapshot = self._build(new_state)
+            revision = self._store.commit(
+                new_state, author=author, message=message, expected_head=head.number
+            )
+            await self._publish(revision, snapshot)
+            log.info("revision %d by %s: %s", revision.number, author, message)
+        result = WriteResult(revision, changed=True, snapshot_version=snapshot.version)
+        if wait_acked is None:
+            return result
+        return await self.await_convergence(result, wait_acked)
+
+    async def await_convergence(self, result: WriteResult, timeout: float) -> WriteResult:
+        started = time.perf_counter()
+        waited = await self._fleet.wait_for_ack(self.snapshot.versions, timeout)
+        if waited is None:
+            return WriteResult(
+                result.revision, result.changed, result.snapshot_version, None, acked=False
+            )
+        return WriteResult(
+            result.revision,
+            result.changed,
+            result.snapshot_version,
+            converged_s=time.perf_counter() - started,
+            acked=True,
+        )
+
+    # --- the gateway filter's view: a versioned contract, long-polled -------------
+
+    def gateway_config(self) -> dict[str, Any]:
+        state = self.head.state
+        models = {
+            name: {"backends": [s.backend for s in model.splits if s.weight > 0]}
+            for name, model in sorted(state.models.items())
+        }
+        digest = hashlib.sha256(json.dumps(models, sort_keys=True).encode()).hexdigest()[:16]
+        return {"version": digest, "revision": self.head.number, "models": models}
+
+    async def wait_gateway_config(self, after: str | None, timeout: float) -> dict[str, Any] | None:
+        """The current config if its version differs from ``after``, else wait; None on timeout."""
+        deadline = time.monotonic() + timeout
+        async with self._changed:
+            while True:
+                config = self.gateway_config()
+                if config["version"] != after:
+                    return config
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except TimeoutError:
+                    return None

@@ -1,0 +1,59 @@
+"""Settings of the control plane deployable: one class, built in main and passed in."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from control_plane.translator import TranslatorOptions
+
+
+class ControlPlaneSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TTSGW_", extra="ignore")
+
+    state_dir: Path = Path(".ttsgw")
+    xds_host: str = "0.0.0.0"
+    xds_port: int = 18000
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9000
+    admin_token: str | None = None
+
+    # What the translator bakes into Envoy's config.
+    listener_port: int = 10000
+    ext_proc_host: str = "127.0.0.1"
+    ext_proc_port: int = 18001
+    ext_proc_message_timeout_ms: int = 500
+    access_log_path: str = "/dev/stdout"
+
+    # First start only: the default backends point at the local workers.
+    seed_defaults: bool = True
+    espeak_port: int = 8101
+    cosyvoice3_port: int = 8102
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "revisions.db"
+
+    def translator_options(self) -> TranslatorOptions:
+        return TranslatorOptions(
+            listener_port=self.listener_port,
+            ext_proc_host=self.ext_proc_host,
+            ext_proc_port=self.ext_proc_port,
+            ext_proc_message_timeout_ms=self.ext_proc_message_timeout_ms,
+            access_log_path=self.access_log_path,
+        )
+
+    def resolve_admin_token(self) -> str:
+        """TTSGW_ADMIN_TOKEN wins; otherwise DIR/admin-token, created once (mode 0600)."""
+        if self.admin_token:
+            return self.admin_token
+        path = self.state_dir / "admin-token"
+        if path.exists():
+            return path.read_text().strip()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(24)
+        path.touch(mode=0o600)
+        path.write_text(token + "\n")
+        return token

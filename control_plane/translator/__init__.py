@@ -1,0 +1,35 @@
+"""The pure translator: a desired state in, a complete and deterministic set of Envoy resources out.
+
+No I/O. Every resource list is sorted by name, so the same state always serializes to
+the same bytes and snapshot hashes stay stable.
+"""
+
+from __future__ import annotations
+
+from control_plane.domain import DesiredState
+from control_plane.translator.clusters import (
+    backend_cluster,
+    ext_proc_cluster,
+    load_assignment,
+    uses_eds,
+)
+from control_plane.translator.listener import listener
+from control_plane.translator.options import TranslatorOptions
+from control_plane.translator.routes import route_configuration
+from control_plane.xds.resources import Resources
+
+__all__ = ["TranslatorOptions", "translate"]
+
+
+def translate(state: DesiredState, options: TranslatorOptions | None = None) -> Resources:
+    options = options or TranslatorOptions()
+    backends = sorted(state.backends.items())
+    clusters = [backend_cluster(name, spec) for name, spec in backends]
+    clusters.append(ext_proc_cluster(options))
+    endpoints = [load_assignment(name, spec) for name, spec in backends if uses_eds(spec)]
+    return Resources(
+        clusters=tuple(sorted(clusters, key=lambda c: c.name)),
+        endpoints=tuple(endpoints),
+        listeners=(listener(options),),
+        routes=(route_configuration(state, options),),
+    )

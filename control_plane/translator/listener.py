@@ -1,0 +1,106 @@
+"""The client-facing listener: HTTP connection manager, JSON access log, ext_proc then router."""
+
+from __future__ import annotations
+
+from envoy.config.accesslog.v3.accesslog_pb2 import AccessLog
+from envoy.config.core.v3.grpc_service_pb2 import GrpcService
+from envoy.config.core.v3.substitution_format_string_pb2 import SubstitutionFormatString
+from envoy.config.listener.v3.listener_components_pb2 import Filter, FilterChain
+from envoy.config.listener.v3.listener_pb2 import Listener
+from envoy.extensions.access_loggers.file.v3.file_pb2 import FileAccessLog
+from envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2 import ExternalProcessor
+from envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import ProcessingMode
+from envoy.extensions.filters.http.router.v3.router_pb2 import Router
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from google.protobuf.struct_pb2 import Struct
+from google.protobuf.wrappers_pb2 import BoolValue, UInt32Value
+
+from control_plane.translator.options import (
+    EXT_PROC_CLUSTER,
+    HTTP_CONNECTION_MANAGER,
+    STAT_PREFIX,
+    TranslatorOptions,
+)
+from control_plane.translator.protos import ads, duration, packed, socket_address
+
+EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
+ROUTER_FILTER = "envoy.filters.http.router"
+FILE_ACCESS_LOG = "envoy.access_loggers.file"
+
+# The source article's fields, then the ones that tie a line to a trace, a model and a backend.
+ACCESS_LOG_FORMAT: dict[str, str] = {
+    "timestamp": "%START_TIME%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "status": "%RESPONSE_CODE%",
+    "duration_ms": "%DURATION%",
+    "user_agent": "%REQ(USER-AGENT)%",
+    "client_ip": "%DOWNSTREAM_REMOTE_ADDRESS%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    "upstream_cluster": "%UPSTREAM_CLUSTER%",
+    "model": "%REQ(X-TTS-MODEL)%",
+    "response_flags": "%RESPONSE_FLAGS%",
+}
+
+# The gRPC call to the filter is one stream per request; message_timeout bounds each
+# message, this bounds opening the stream.
+EXT_PROC_GRPC_TIMEOUT_S = 1.0
+
+
+def listener(options: TranslatorOptions) -> Listener:
+    hcm = hcm_pb2.HttpConnectionManager(
+        stat_prefix=STAT_PREFIX,
+        codec_type=hcm_pb2.HttpConnectionManager.AUTO,
+        rds=hcm_pb2.Rds(config_source=ads(), route_config_name=options.route_config_name),
+        generate_request_id=BoolValue(value=True),
+        always_set_request_id_in_response=True,
+        preserve_external_request_id=True,
+        access_log=[access_log(options.access_log_path)],
+        http_filters=[
+            hcm_pb2.HttpFilter(name=EXT_PROC_FILTER, typed_config=packed(ext_proc(options))),
+            hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=packed(Router())),
+        ],
+    )
+    return Listener(
+        name=options.listener_name,
+        address=socket_address(options.listener_address, options.listener_port),
+        per_connection_buffer_limit_bytes=UInt32Value(value=options.max_request_body_bytes),
+        filter_chains=[
+            FilterChain(filters=[Filter(name=HTTP_CONNECTION_MANAGER, typed_config=packed(hcm))])
+        ],
+    )
+
+
+def access_log(path: str) -> AccessLog:
+    fmt = Struct()
+    fmt.update(ACCESS_LOG_FORMAT)
+    return AccessLog(
+        name=FILE_ACCESS_LOG,
+        typed_config=packed(
+            FileAccessLog(path=path, log_format=SubstitutionFormatString(json_format=fmt))
+        ),
+    )
+
+
+def ext_proc(options: TranslatorOptions) -> ExternalProcessor:
+    return ExternalProcessor(
+        grpc_service=GrpcService(
+            envoy_grpc=GrpcService.EnvoyGrpc(cluster_name=EXT_PROC_CLUSTER),
+            timeout=duration(EXT_PROC_GRPC_TIMEOUT_S),
+        ),
+        failure_mode_allow=options.ext_proc_failure_mode_allow,
+        message_timeout=duration(options.ext_proc_message_timeout_ms / 1000),
+        # Headers must be SEND too: with SKIP the router has already picked a cluster
+        # before the body arrives, so re-routing by the body's model comes too late.
+        processing_mode=ProcessingMode(
+            request_header_mode=ProcessingMode.SEND,
+            request_body_mode=ProcessingMode.BUFFERED,
+            request_trailer_mode=ProcessingMode.SKIP,
+            response_header_mode=ProcessingMode.SKIP,
+            response_body_mode=ProcessingMode.NONE,
+            response_trailer_mode=ProcessingMode.SKIP,
+        ),
+        allow_mode_override=True,
+    )

@@ -1,0 +1,33 @@
+"""The knobs of the translation that are not part of the desired state: ports, names, timeouts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The control plane's own clusters use underscores, which backend names cannot (domain.Name).
+EXT_PROC_CLUSTER = "ttsgw_ext_proc"
+HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
+STAT_PREFIX = "ttsgw"
+VIRTUAL_HOST = "ttsgw"
+MODEL_HEADER = "x-tts-model"
+BACKEND_HEADER = "x-tts-backend"
+DEGRADED_HEADER = "x-tts-degraded"
+
+
+@dataclass(frozen=True)
+class TranslatorOptions:
+    listener_address: str = "0.0.0.0"
+    listener_port: int = 10000
+    ext_proc_host: str = "127.0.0.1"
+    ext_proc_port: int = 18001
+    # ext_proc's own default is 200 ms; a Redis round trip plus a 1 MB body parse can
+    # exceed that under load, so the budget is chosen here rather than inherited.
+    ext_proc_message_timeout_ms: int = 500
+    # The gateway keeps serving when the filter is down, only without cache and validation.
+    ext_proc_failure_mode_allow: bool = True
+    access_log_path: str = "/dev/stdout"
+    route_config_name: str = "ttsgw_routes"
+    listener_name: str = "ttsgw_listener"
+    # ext_proc BUFFERED mode answers 413 above the connection buffer limit (Envoy's
+    # default is 1 MiB); a 30 s base64 prompt_audio WAV is about 2-4 MB.
+    max_request_body_bytes: int = 8 * 1024 * 1024

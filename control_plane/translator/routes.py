@@ -1,0 +1,155 @@
+"""The route table: /v1/models, one route per model, a degraded fallback, and a JSON 404.
+
+Split weights live only here, so a canary step is a RouteConfiguration update and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+
+from envoy.config.core.v3.base_pb2 import DataSource
+from envoy.config.route.v3.route_components_pb2 import (
+    DirectResponseAction,
+    HeaderMatcher,
+    RetryPolicy,
+    Route,
+    RouteAction,
+    RouteMatch,
+    VirtualHost,
+    WeightedCluster,
+)
+from envoy.config.route.v3.route_pb2 import RouteConfiguration
+from envoy.type.matcher.v3.string_pb2 import StringMatcher
+from google.protobuf.wrappers_pb2 import UInt32Value
+
+from control_plane import domain
+from control_plane.errors import InvalidStateError
+from control_plane.translator.options import (
+    BACKEND_HEADER,
+    DEGRADED_HEADER,
+    MODEL_HEADER,
+    VIRTUAL_HOST,
+    TranslatorOptions,
+)
+from control_plane.translator.protos import duration, header
+
+# Envoy caps direct_response bodies at 4 KiB by default; /v1/models grows with the models.
+MAX_DIRECT_RESPONSE_BYTES = 1024 * 1024
+MODELS_PATH = "/v1/models"
+AUDIO_PREFIX = "/v1/audio/"
+NOT_FOUND_BODY = json.dumps(
+    {
+        "error": {
+            "message": "no route for this path; see /v1/models",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "not_found",
+        }
+    },
+    separators=(",", ":"),
+)
+
+
+def route_configuration(
+    state: domain.DesiredState, options: TranslatorOptions
+) -> RouteConfiguration:
+    routes = [models_route(state)]
+    routes += [model_route(name, state.models[name]) for name in sorted(state.models)]
+    degraded = degraded_route(state)
+    if degraded is not None:
+        routes.append(degraded)
+    routes.append(not_found_route())
+    return RouteConfiguration(
+        name=options.route_config_name,
+        virtual_hosts=[VirtualHost(name=VIRTUAL_HOST, domains=["*"], routes=routes)],
+        max_direct_response_body_size_bytes=UInt32Value(value=MAX_DIRECT_RESPONSE_BYTES),
+    )
+
+
+def models_body(state: domain.DesiredState) -> str:
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "ttsgw"}
+        for name in sorted(state.models)
+    ]
+    return json.dumps({"object": "list", "data": data}, separators=(",", ":"))
+
+
+def models_route(state: domain.DesiredState) -> Route:
+    return Route(
+        name="models",
+        match=RouteMatch(
+            path=MODELS_PATH,
+            headers=[HeaderMatcher(name=":method", string_match=StringMatcher(exact="GET"))],
+        ),
+        direct_response=_json_response(200, models_body(state)),
+        response_headers_to_add=[header("content-type", "application/json")],
+    )
+
+
+def model_route(name: str, model: domain.ModelSpec) -> Route:
+    return Route(
+        name=f"model:{name}",
+        match=RouteMatch(
+            prefix="/v1/",
+            headers=[HeaderMatcher(name=MODEL_HEADER, string_match=StringMatcher(exact=name))],
+        ),
+        route=_route_action(model),
+    )
+
+
+def degraded_route(state: domain.DesiredState) -> Route | None:
+    """Serve audio when the filter is down and never set the model header."""
+    name = state.fallback_model()
+    if name is None:
+        return None
+    if name not in state.models:
+        raise InvalidStateError(f"default_model '{name}' is not a model", field="default_model")
+    return Route(
+        name=f"degraded:{name}",
+        match=RouteMatch(
+            prefix=AUDIO_PREFIX,
+            headers=[HeaderMatcher(name=MODEL_HEADER, present_match=True, invert_match=True)],
+        ),
+        route=_route_action(state.models[name]),
+        # Lets the access log's model field and the backend see which model served it.
+        request_headers_to_add=[header(MODEL_HEADER, name)],
+        response_headers_to_add=[header(DEGRADED_HEADER, "filter-unavailable")],
+    )
+
+
+def not_found_route() -> Route:
+    return Route(
+        name="not_found",
+        match=RouteMatch(prefix="/"),
+        direct_response=_json_response(404, NOT_FOUND_BODY),
+        response_headers_to_add=[header("content-type", "application/json")],
+    )
+
+
+def _route_action(model: domain.ModelSpec) -> RouteAction:
+    policy = model.retry_policy
+    return RouteAction(
+        weighted_clusters=WeightedCluster(
+            clusters=[
+                WeightedCluster.ClusterWeight(
+                    name=split.backend,
+                    weight=UInt32Value(value=split.weight),
+                    # Per cluster, so the header names the backend Envoy actually picked.
+                    response_headers_to_add=[header(BACKEND_HEADER, split.backend)],
+                )
+                # Envoy rejects a zero total; a weight-0 split is a parked backend anyway.
+                for split in model.splits
+                if split.weight > 0
+            ]
+        ),
+        timeout=duration(model.timeout_s),
+        retry_policy=RetryPolicy(
+            retry_on=policy.retry_on,
+            num_retries=UInt32Value(value=policy.num_retries),
+            per_try_timeout=duration(policy.per_try_timeout_s),
+        ),
+    )
+
+
+def _json_response(status: int, body: str) -> DirectResponseAction:
+    return DirectResponseAction(status=status, body=DataSource(inline_string=body))

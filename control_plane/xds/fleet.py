@@ -1,0 +1,190 @@
+"""The registry of connected Envoys: what each was sent, what it ACKed, and its last NACK."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from control_plane.xds.resources import SHORT_NAMES
+
+# A stream remembers when each of its recent versions was last sent, to order ACKs of content
+# hashes; older versions than this can no longer be waited for on that stream.
+_SENT_HISTORY = 32
+
+
+@dataclass
+class Nack:
+    version: str
+    message: str
+    at: float  # wall clock, seconds since the epoch
+
+
+@dataclass
+class TypeStatus:
+    """One type URL on one stream (or, in the public view, on one node)."""
+
+    sent: str | None = None
+    acked: str | None = None
+    nack: Nack | None = None
+    # version -> sequence number of its latest send; ACKs count "at least" by this order
+    sent_seq: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    acked_seq: int = -1
+
+    def to_public(self) -> dict[str, Any]:
+        nack = None
+        if self.nack is not None:
+            nack = {"version": self.nack.version, "message": self.nack.message, "at": self.nack.at}
+        return {"sent": self.sent, "acked": self.acked, "nack": nack}
+
+
+@dataclass
+class StreamRecord:
+    """One ADS stream of one Envoy; the ADS stream reports into it, the fleet reads it."""
+
+    fleet: Fleet
+    stream_id: int
+    node_id: str
+    cluster: str
+    envoy_version: str
+    connected_at: float
+    subscribed: set[str] = field(default_factory=set)
+    types: dict[str, TypeStatus] = field(default_factory=dict)
+
+    def _type(self, type_url: str) -> TypeStatus:
+        return self.types.setdefault(type_url, TypeStatus())
+
+    def subscribe(self, type_url: str) -> None:
+        if type_url not in self.subscribed:
+            self.subscribed.add(type_url)
+            self.fleet._notify()
+
+    def sent(self, type_url: str, version: str) -> None:
+        status = self._type(type_url)
+        status.sent = version
+        status.sent_seq.pop(version, None)
+        status.sent_seq[version] = next(self.fleet._seq)
+        while len(status.sent_seq) > _SENT_HISTORY:
+            status.sent_seq.popitem(last=False)
+
+    def acked(self, type_url: str, version: str) -> None:
+        status = self._type(type_url)
+        status.acked = version
+        status.acked_seq = max(status.acked_seq, status.sent_seq.get(version, -1))
+        self.fleet._notify()
+
+    def nacked(self, type_url: str, version: str, message: str) -> None:
+        self._type(type_url).nack = Nack(version=version, message=message, at=time.time())
+        self.fleet._notify()
+
+    def has_acked(self, type_url: str, version: str) -> bool:
+        """True if this stream ACKed `version`, or a version sent after it, of `type_url`."""
+        if type_url not in self.subscribed:
+            return True
+        status = self.types.get(type_url)
+        if status is None:
+            return False
+        if status.acked == version:
+            return True
+        seq = status.sent_seq.get(version)
+        return seq is not None and status.acked_seq >= seq
+
+    def close(self) -> None:
+        self.fleet._close(self)
+
+
+class Fleet:
+    """Connected Envoys by node id. Several streams may share a node id; each is counted."""
+
+    def __init__(self) -> None:
+        self._streams: dict[int, StreamRecord] = {}
+        self._ids = itertools.count(1)
+        self._seq = itertools.count()
+        self._changed = asyncio.Event()
+
+    def open_stream(self, node_id: str, cluster: str, envoy_version: str) -> StreamRecord:
+        record = StreamRecord(
+            fleet=self,
+            stream_id=next(self._ids),
+            node_id=node_id,
+            cluster=cluster,
+            envoy_version=envoy_version,
+            connected_at=time.time(),
+        )
+        self._streams[record.stream_id] = record
+        self._notify()
+        return record
+
+    def _close(self, record: StreamRecord) -> None:
+        if self._streams.pop(record.stream_id, None) is not None:
+            self._notify()
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    @property
+    def stream_count(self) -> int:
+        return len(self._streams)
+
+    def node_ids(self) -> set[str]:
+        return {s.node_id for s in self._streams.values()}
+
+    def converged(self, versions: dict[str, str]) -> bool:
+        """Every connected stream ACKed at least `versions` (type URL -> version).
+
+        A type a stream has not subscribed to does not hold it back: an Envoy without EDS
+        clusters never asks for endpoints.
+        """
+        return all(
+            stream.has_acked(type_url, version)
+            for stream in self._streams.values()
+            for type_url, version in versions.items()
+        )
+
+    async def wait_for_ack(self, versions: dict[str, str], timeout: float) -> float | None:
+        """Seconds until every connected node ACKed at least `versions`; None on timeout."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = start + timeout
+        while not self.converged(versions):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return None
+        return loop.time() - start
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """One entry per node id, for `GET /api/v1/fleet`; the newest stream's view wins."""
+        nodes: dict[str, dict[str, Any]] = {}
+        for stream in sorted(self._streams.values(), key=lambda s: s.stream_id):
+            node = nodes.setdefault(
+                stream.node_id,
+                {
+                    "node_id": stream.node_id,
+                    "cluster": stream.cluster,
+                    "envoy_version": stream.envoy_version,
+                    "connected_at": stream.connected_at,
+                    "streams": 0,
+                    "types": {},
+                },
+            )
+            node["streams"] += 1
+            node["cluster"] = stream.cluster
+            node["envoy_version"] = stream.envoy_version
+            for type_url, status in stream.types.items():
+                short = SHORT_NAMES.get(type_url, type_url)
+                public = status.to_public()
+                previous = node["types"].get(short)
+                if previous is not None and public["nack"] is None:
+                    public["nack"] = previous["nack"]
+                node["types"][short] = public
+        return sorted(nodes.values(), key=lambda n: n["node_id"])
+
+    to_public = snapshot

@@ -1,0 +1,52 @@
+"""Errors of the gateway filter; rejections are mapped to OpenAI's wire shape in one place (openai_errors.py).
+
+    GatewayError
+    ├── RequestRejected              a client request the filter answers itself (4xx)
+    │   ├── InvalidRequestError      400  bad JSON, missing or ill-typed field; names ``param``
+    │   └── ModelNotFoundError       404  the model is not in the current gateway config
+    ├── ConfigSourceError            the control plane's gateway-config cannot be fetched or
+    │                                parsed; the config source keeps its last good copy
+    └── StartupError                 the filter cannot start (port taken, unreadable token
+                                     file); ``main.run`` prints it on one line and exits 2
+
+Anything else raised inside a processor is a bug: the stream loop logs it and lets the
+request continue untouched (fail open), so a filter bug never breaks the gateway.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway package raises on purpose."""
+
+
+class RequestRejected(GatewayError):
+    """A request the filter answers with an error instead of forwarding it."""
+
+    status = 400
+    type = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequestError(RequestRejected):
+    status = 400
+
+
+class ModelNotFoundError(RequestRejected):
+    status = 404
+    code = "model_not_found"
+
+
+class ConfigSourceError(GatewayError):
+    """The control plane could not be reached, refused us, or answered garbage."""
+
+
+class StartupError(GatewayError):
+    """The filter process cannot start; the message is shown to the operator as is."""

@@ -1,0 +1,1 @@
+"""gateway/ext_proc package."""

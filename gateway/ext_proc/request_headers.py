@@ -1,0 +1,69 @@
+"""The request-headers phase: remember the call, strip client x-tts-* headers, route voices."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from envoy.service.ext_proc.v3.external_processor_pb2 import (
+    HeaderMutation,
+    ProcessingRequest,
+    ProcessingResponse,
+)
+
+from gateway.config_client import GatewayConfigSource
+from gateway.errors import InvalidRequestError
+from gateway.ext_proc.context import Endpoint, Outcome, RequestContext, classify
+from gateway.ext_proc.headers import MODEL_HEADER, header_dict, mutation, reserved_headers
+from gateway.ext_proc.responses import PASSTHROUGH_MODE, continue_request_headers
+from gateway.ext_proc.routing import require_known_model
+
+
+class RequestHeadersProcessor:
+    def __init__(self, config_source: GatewayConfigSource) -> None:
+        self._config_source = config_source
+
+    async def process(
+        self, request: ProcessingRequest, ctx: RequestContext
+    ) -> ProcessingResponse:
+        http_headers = request.request_headers
+        headers = header_dict(http_headers.headers)
+        ctx.method = headers.get(":method", "").upper()
+        ctx.path, _, ctx.query = headers.get(":path", "").partition("?")
+        ctx.endpoint = classify(ctx.method, ctx.path)
+        # Clients must not pick a route or a priority by sending our headers themselves;
+        # this runs even without a config, because it needs none.
+        ctx.stripped_headers = reserved_headers(headers)
+        strip = mutation(remove=ctx.stripped_headers)
+
+        if ctx.endpoint is Endpoint.SPEECH:
+            if http_headers.end_of_stream:
+                raise InvalidRequestError(
+                    "The request body is required: a JSON object with 'model' and 'input'."
+                )
+            # Envoy buffers the body and sends it next; the route is picked then.
+            return continue_request_headers(strip)
+        if ctx.endpoint is Endpoint.VOICES:
+            return self._route_voices(ctx, strip)
+        ctx.decide(Outcome.PASSTHROUGH)
+        return continue_request_headers(strip, mode_override=PASSTHROUGH_MODE)
+
+    def _route_voices(self, ctx: RequestContext, strip: HeaderMutation | None) -> ProcessingResponse:
+        config = self._config_source.current()
+        if config is None:
+            # Fail open until the first config: see RequestBodyProcessor for why.
+            ctx.decide(Outcome.PASSTHROUGH)
+            return continue_request_headers(strip, mode_override=PASSTHROUGH_MODE)
+        models = parse_qs(ctx.query).get("model", [])
+        name = models[-1].strip() if models else ""
+        if not name:
+            raise InvalidRequestError(
+                "Query parameter 'model' is required: GET /v1/audio/voices?model=<model>.",
+                param="model",
+            )
+        ctx.model = require_known_model(config, name)
+        ctx.decide(Outcome.ROUTED)
+        return continue_request_headers(
+            mutation(set_headers={MODEL_HEADER: ctx.model}, remove=ctx.stripped_headers),
+            clear_route_cache=True,
+            mode_override=PASSTHROUGH_MODE,
+        )

@@ -1,0 +1,89 @@
+"""Builders for the ProcessingResponse messages the processors send back to Envoy."""
+
+from __future__ import annotations
+
+from envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import ProcessingMode
+from envoy.service.ext_proc.v3.external_processor_pb2 import (
+    BodyResponse,
+    CommonResponse,
+    HeaderMutation,
+    HeadersResponse,
+    ImmediateResponse,
+    ProcessingRequest,
+    ProcessingResponse,
+    TrailersResponse,
+)
+from envoy.type.v3.http_status_pb2 import HttpStatus
+
+from gateway.errors import RequestRejected
+from gateway.ext_proc.headers import set_header
+from gateway.openai_errors import CONTENT_TYPE, error_body
+
+# Sent with the headers response of requests the filter has no business with, so Envoy
+# streams their bodies instead of buffering them for us. Envoy replaces the whole mode
+# (an unset header mode means SEND), so every field is spelled out; it mirrors the
+# translator's mode with the body switched off.
+PASSTHROUGH_MODE = ProcessingMode(
+    request_header_mode=ProcessingMode.SEND,
+    response_header_mode=ProcessingMode.SKIP,
+    request_body_mode=ProcessingMode.NONE,
+    response_body_mode=ProcessingMode.NONE,
+    request_trailer_mode=ProcessingMode.SKIP,
+    response_trailer_mode=ProcessingMode.SKIP,
+)
+
+
+def _common(
+    header_mutation: HeaderMutation | None, clear_route_cache: bool
+) -> CommonResponse:
+    common = CommonResponse(clear_route_cache=clear_route_cache)
+    if header_mutation is not None:
+        common.header_mutation.CopyFrom(header_mutation)
+    return common
+
+
+def continue_request_headers(
+    header_mutation: HeaderMutation | None = None,
+    *,
+    clear_route_cache: bool = False,
+    mode_override: ProcessingMode | None = None,
+) -> ProcessingResponse:
+    response = ProcessingResponse(
+        request_headers=HeadersResponse(response=_common(header_mutation, clear_route_cache))
+    )
+    if mode_override is not None:
+        response.mode_override.CopyFrom(mode_override)
+    return response
+
+
+def continue_request_body(
+    header_mutation: HeaderMutation | None = None, *, clear_route_cache: bool = False
+) -> ProcessingResponse:
+    return ProcessingResponse(
+        request_body=BodyResponse(response=_common(header_mutation, clear_route_cache))
+    )
+
+
+def continue_unchanged(request: ProcessingRequest) -> ProcessingResponse:
+    """The do-nothing answer for whatever phase ``request`` is in (the fail-open reply)."""
+    phase = request.WhichOneof("request")
+    if phase in ("request_headers", "response_headers"):
+        return ProcessingResponse(**{phase: HeadersResponse()})
+    if phase in ("request_body", "response_body"):
+        return ProcessingResponse(**{phase: BodyResponse()})
+    if phase in ("request_trailers", "response_trailers"):
+        return ProcessingResponse(**{phase: TrailersResponse()})
+    raise ValueError(f"ProcessingRequest without a phase: {phase!r}")
+
+
+def reject(exc: RequestRejected) -> ProcessingResponse:
+    """Answer the client directly with OpenAI's error shape; the request goes no further."""
+    return ProcessingResponse(
+        immediate_response=ImmediateResponse(
+            status=HttpStatus(code=exc.status),  # type: ignore[arg-type]
+            headers=HeaderMutation(set_headers=[set_header("content-type", CONTENT_TYPE)]),
+            body=error_body(exc),
+            details=f"ttsgw_filter_{exc.code or 'rejected'}",
+        )
+    )
+

@@ -1,0 +1,22 @@
+"""Checks a model a client named against the current gateway-config."""
+
+from __future__ import annotations
+
+from gateway.config_client import GatewayConfig
+from gateway.errors import ModelNotFoundError
+
+# Past this many the message points at /v1/models instead of listing them all.
+_LIST_AT_MOST = 20
+
+
+def require_known_model(config: GatewayConfig, name: str) -> str:
+    if name in config.models:
+        return name
+    known = config.known_models()
+    if not known:
+        hint = "No models are configured."
+    elif len(known) <= _LIST_AT_MOST:
+        hint = "Known models: " + ", ".join(known) + "."
+    else:
+        hint = "See GET /v1/models for the list."
+    raise ModelNotFoundError(f"The model '{name}' does not exist. {hint}", param="model")

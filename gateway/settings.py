@@ -1,0 +1,41 @@
+"""Settings of the gateway filter deployable (``ttsgw ext-proc``), read from ``TTSGW_*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.errors import StartupError
+
+
+class GatewaySettings(BaseSettings):
+    """Built once in ``main`` and passed down; nothing imports it as a global."""
+
+    model_config = SettingsConfigDict(env_prefix="TTSGW_", extra="ignore")
+
+    ext_proc_host: str = "0.0.0.0"
+    ext_proc_port: int = Field(default=18001, ge=0, le=65535)
+    control_plane_url: str = "http://127.0.0.1:9000"
+    admin_token: str | None = None
+    admin_token_file: Path | None = None
+    # 0 disables the /metrics + /healthz listener.
+    metrics_port: int = Field(default=9102, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"
+    # How long one long-poll to the control plane may be held open, and the cap on the
+    # retry backoff while it is unreachable.
+    config_poll_timeout_s: float = Field(default=30.0, gt=0, le=300)
+    config_retry_max_s: float = Field(default=5.0, gt=0, le=60)
+
+    def resolved_admin_token(self) -> str | None:
+        """The token file wins over the inline token, so a rotated file is picked up on restart."""
+        if self.admin_token_file is not None:
+            try:
+                token = self.admin_token_file.read_text().strip()
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot read admin token file {self.admin_token_file}: {exc.strerror}"
+                ) from exc
+            return token or None
+        return self.admin_token

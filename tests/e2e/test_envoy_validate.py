@@ -1,0 +1,337 @@
+"""The real Envoy binary accepts what the translator and the bootstrap produce, and serves it.
+
+The translated resources normally arrive over ADS; here they are folded into a static
+bootstrap (EDS clusters get their assignment inline, RDS becomes an inline route_config)
+so `envoy --mode validate` checks every field with Envoy's own validation, and one real
+Envoy can route traffic without a control plane.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf.json_format import MessageToDict
+
+from control_plane.domain import (
+    BackendSpec,
+    DesiredState,
+    Endpoint,
+    ModelSpec,
+    Split,
+    default_state,
+)
+from control_plane.translator import TranslatorOptions, translate
+from control_plane.xds.resources import Resources
+from gateway.bootstrap import BootstrapOptions, render_bootstrap
+
+pytestmark = pytest.mark.e2e
+
+ENVOY = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "envoy"
+HCM = "envoy.filters.network.http_connection_manager"
+
+
+def static_bootstrap(resources: Resources, admin_port: int = 0) -> dict[str, Any]:
+    """Fold ADS resources into one static bootstrap Envoy can load from a file."""
+    assignments = {
+        cla.cluster_name: MessageToDict(cla, preserving_proto_field_name=True)
+        for cla in resources.endpoints
+    }
+    clusters = []
+    for cluster in resources.clusters:
+        c = MessageToDict(cluster, preserving_proto_field_name=True)
+        if c.get("type") == "EDS":
+            c.pop("eds_cluster_config")
+            c["type"] = "STATIC"
+            c["load_assignment"] = assignments[c["name"]]
+        clusters.append(c)
+    routes = {
+        rc.name: MessageToDict(rc, preserving_proto_field_name=True) for rc in resources.routes
+    }
+    listeners = []
+    for listener in resources.listeners:
+        lst = MessageToDict(listener, preserving_proto_field_name=True)
+        for chain in lst["filter_chains"]:
+            for f in chain["filters"]:
+                if f["name"] == HCM:
+                    rds = f["typed_config"].pop("rds")
+                    f["typed_config"]["route_config"] = routes[rds["route_config_name"]]
+        listeners.append(lst)
+    return {
+        "node": {"id": "ttsgw-test", "cluster": "ttsgw"},
+        "admin": {
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}
+        },
+        "static_resources": {"clusters": clusters, "listeners": listeners},
+    }
+
+
+def envoy_validate(config: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "envoy.json"
+    path.write_text(json.dumps(config))
+    proc = subprocess.run(
+        [str(ENVOY), "--mode", "validate", "--disable-hot-restart", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+def big_state(models: int = 50) -> DesiredState:
+    backends = {}
+    for i in range(20):
+        if i % 2:
+            endpoints = [Endpoint(host=f"10.0.{i}.{j}", port=8000 + j) for j in range(1, 4)]
+        else:
+            # A DNS name anywhere makes the backend STRICT_DNS with an inline assignment.
+            endpoints = [Endpoint(host="127.0.0.1", port=8100), Endpoint(host=f"tts-{i}", port=80)]
+        backends[f"backend-{i:02d}"] = BackendSpec(endpoints=endpoints)
+    model_specs = {
+        f"model-{m:03d}": ModelSpec(
+            splits=[
+                Split(backend=f"backend-{m % 20:02d}", weight=90),
+                Split(backend=f"backend-{(m + 1) % 20:02d}", weight=10),
+                Split(backend=f"backend-{(m + 2) % 20:02d}", weight=0),
+            ]
+        )
+        for m in range(models)
+    }
+    return DesiredState(backends=backends, models=model_specs, default_model="model-007")
+
+
+def test_default_state_validates(tmp_path: Path) -> None:
+    envoy_validate(static_bootstrap(translate(default_state(), TranslatorOptions())), tmp_path)
+
+
+def test_big_mixed_state_validates(tmp_path: Path) -> None:
+    resources = translate(big_state(), TranslatorOptions())
+    assert len(resources.endpoints) == 10  # the IP-only half goes through EDS
+    envoy_validate(static_bootstrap(resources), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        BootstrapOptions(),
+        BootstrapOptions(xds_host="control-plane", node_id="edge-7", admin_port=0),
+    ],
+    ids=["ip", "dns"],
+)
+def test_bootstrap_validates(opts: BootstrapOptions, tmp_path: Path) -> None:
+    envoy_validate(render_bootstrap(opts), tmp_path)
+
+
+# --- real traffic -------------------------------------------------------------------
+
+
+class _NamedHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = json.dumps(
+            {
+                "server": self.server.name,
+                "path": self.path,  # type: ignore[attr-defined]
+                "model": self.headers.get("x-tts-model"),
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = _answer
+    do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def named_server(name: str) -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NamedHandler)
+    server.name = name  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_envoy(config: dict[str, Any], workdir: Path) -> Iterator[int]:
+    """Start Envoy, wait until /ready, yield its admin port, always stop it."""
+    cfg, admin_path, log = workdir / "envoy.json", workdir / "admin.addr", workdir / "envoy.log"
+    cfg.write_text(json.dumps(config))
+    with open(log, "wb") as log_file:
+        proc = subprocess.Popen(
+            [
+                str(ENVOY),
+                "-c",
+                str(cfg),
+                "--disable-hot-restart",
+                "--concurrency",
+                "1",
+                "--admin-address-path",
+                str(admin_path),
+                "--file-flush-interval-msec",
+                "50",
+                "-l",
+                "warning",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        admin_port = _wait_ready(proc, admin_path, log)
+        yield admin_port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], admin_path: Path, log: Path) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"envoy exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        if admin_path.exists() and admin_path.read_text().strip():
+            port = int(admin_path.read_text().strip().rsplit(":", 1)[1])
+            with contextlib.suppress(OSError):
+                status, _, _ = request(port, "GET", "/ready")
+                if status == 200:
+                    return port
+        time.sleep(0.05)
+    pytest.fail(f"envoy not ready in 30 s:\n{log.read_text()[-4000:]}")
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        # Join repeats, so a header Envoy doubled fails an equality check instead of hiding.
+        merged: dict[str, str] = {}
+        for key, value in resp.getheaders():
+            k = key.lower()
+            merged[k] = f"{merged[k]}, {value}" if k in merged else value
+        return resp.status, merged, resp.read()
+    finally:
+        conn.close()
+
+
+def test_real_traffic_through_translated_config() -> None:
+    with (
+        named_server("espeak") as espeak_port,
+        named_server("cosyvoice3") as cosy_port,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        workdir = Path(tmp)
+        access_log = workdir / "access.log"
+        listener_port = free_port()
+        options = TranslatorOptions(
+            listener_address="127.0.0.1",
+            listener_port=listener_port,
+            ext_proc_port=free_port(),  # nothing listens: failure_mode_allow must kick in
+            access_log_path=str(access_log),
+        )
+        state = default_state(espeak_port=espeak_port, cosyvoice3_port=cosy_port)
+        with running_envoy(static_bootstrap(translate(state, options)), workdir) as admin_port:
+            status, headers, body = request(
+                listener_port,
+                "POST",
+                "/v1/audio/speech",
+                b'{"model":"espeak"}',
+                {"x-tts-model": "espeak", "content-type": "application/json"},
+            )
+            assert status == 200, body
+            assert json.loads(body)["server"] == "espeak"
+            assert headers["x-tts-backend"] == "espeak"
+            assert "x-tts-degraded" not in headers
+            assert headers["x-request-id"]
+
+            status, headers, body = request(listener_port, "GET", "/v1/models")
+            assert status == 200
+            assert headers["content-type"] == "application/json"
+            ids = [m["id"] for m in json.loads(body)["data"]]
+            assert ids == ["cosyvoice3", "espeak"]
+
+            status, headers, body = request(listener_port, "GET", "/nope")
+            assert status == 404
+            assert headers["content-type"] == "application/json"
+            assert json.loads(body)["error"]["code"] == "not_found"
+
+            # No model header: the filter is down, so the fallback model serves it.
+            status, headers, body = request(
+                listener_port,
+                "POST",
+                "/v1/audio/speech",
+                b'{"input":"hi"}',
+                {"content-type": "application/json"},
+            )
+            assert status == 200, body
+            answer = json.loads(body)
+            assert answer["server"] == "cosyvoice3" == state.fallback_model()
+            assert answer["model"] == "cosyvoice3"
+            assert headers["x-tts-backend"] == "cosyvoice3"
+            assert headers["x-tts-degraded"] == "filter-unavailable"
+
+            lines = _access_log_lines(access_log, 4)
+            _, _, stats = request(admin_port, "GET", "/stats?filter=ext_proc")
+            print(stats.decode())
+            assert 0
+        by_path = {(line["method"], line["path"], line["model"]): line for line in lines}
+        routed = by_path[("POST", "/v1/audio/speech", "espeak")]
+        assert routed["upstream_cluster"] == "espeak"
+        assert routed["status"] == 200
+        assert routed["request_id"]
+        degraded = by_path[("POST", "/v1/audio/speech", "cosyvoice3")]
+        assert degraded["upstream_cluster"] == "cosyvoice3"
+
+
+def _access_log_lines(path: Path, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 10
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        if path.exists():
+            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+            if len(lines) >= count:
+                break
+        time.sleep(0.05)
+    assert len(lines) >= count, lines
+    return [json.loads(ln) for ln in lines]

@@ -1,0 +1,200 @@
+"""The worker's HTTP app: one OpenAI-compatible contract for every engine; never imports torch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import audio
+from .engines.base import Engine, SynthesisRequest
+from .errors import (
+    BadRequestError,
+    EngineNotReadyError,
+    InputTooLongError,
+    SynthesisError,
+    UnknownVoiceError,
+    WorkerError,
+)
+from .lifecycle import EngineLifecycle
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import WorkerMetrics
+from .schemas import SpeechRequest, VoicePublic, VoicesResponse
+from .settings import WorkerSettings
+from .voices import resolve_voice
+
+log = logging.getLogger(__name__)
+
+SPEECH_PATH = "/v1/audio/speech"
+_OUTCOMES = {200: "ok", 400: "bad_request", 413: "too_large", 503: "not_ready"}
+
+
+def error_response(
+    status: int, message: str, type_: str, param: str | None, code: str | None
+) -> JSONResponse:
+    """The one place an error becomes OpenAI's wire shape."""
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+def worker_error_response(exc: WorkerError) -> JSONResponse:
+    return error_response(exc.status, exc.message, exc.type, exc.param, exc.code)
+
+
+class EngineHeaderMiddleware:
+    """Stamps `x-tts-engine` on every response, errors and 404s included."""
+
+    def __init__(self, app: ASGIApp, engine_name: str) -> None:
+        self.app = app
+        self.header = (b"x-tts-engine", engine_name.encode("latin-1"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+def _validation_param(errors: list[dict[str, Any]]) -> tuple[str | None, str]:
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    if first.get("type") == "json_invalid":
+        return None, f"Request body is not valid JSON: {first.get('msg')}"
+    param = ".".join(loc) or None
+    prefix = f"{param}: " if param else ""
+    return param, f"{prefix}{first.get('msg', 'invalid value')}"
+
+
+def create_app(
+    engine: Engine,
+    settings: WorkerSettings,
+    *,
+    on_load_failure: Callable[[Exception], None] | None = None,
+) -> FastAPI:
+    """Build the worker app around `engine`; the engine loads in the background at startup."""
+    metrics = WorkerMetrics(engine.name)
+    lifecycle = EngineLifecycle(engine, warmup=settings.warmup, on_failure=on_load_failure)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(lifecycle.start())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title=f"ttsgw worker ({engine.name})", lifespan=lifespan)
+    app.state.engine = engine
+    app.state.lifecycle = lifecycle
+    app.state.metrics = metrics
+    app.add_middleware(EngineHeaderMiddleware, engine_name=engine.name)
+
+    def record(status: int) -> None:
+        metrics.observe_request(_OUTCOMES.get(status, "error"))
+
+    @app.exception_handler(WorkerError)
+    async def on_worker_error(request: Request, exc: WorkerError) -> JSONResponse:
+        if request.url.path == SPEECH_PATH:
+            record(exc.status)
+        return worker_error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        param, message = _validation_param(list(exc.errors()))
+        if request.url.path == SPEECH_PATH:
+            record(400)
+        return error_response(400, message, "invalid_request_error", param, "invalid_value")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return error_response(exc.status_code, str(exc.detail), type_, None, None)
+
+    @app.post(SPEECH_PATH)
+    async def speech(body: SpeechRequest) -> Response:
+        if body.stream_format == "sse":
+            raise BadRequestError(
+                "stream_format 'sse' is not supported yet; use 'audio'.", param="stream_format"
+            )
+        fmt = audio.lookup_format(body.response_format)
+        if len(body.input) > settings.max_input_chars:
+            raise InputTooLongError(
+                f"input is {len(body.input)} characters; the limit is {settings.max_input_chars}."
+            )
+        if not lifecycle.ready:
+            raise EngineNotReadyError(f"Engine {engine.name!r} is not ready yet; retry shortly.")
+        prompt_wav = audio.decode_prompt_audio(body.prompt_audio) if body.prompt_audio else None
+        try:
+            voice = resolve_voice(engine, body.voice)
+        except UnknownVoiceError:
+            # A cloned voice (prompt_audio) replaces the named one; the engine decides.
+            if prompt_wav is None:
+                raise
+            voice = body.voice
+        req = SynthesisRequest(
+            text=body.input,
+            voice=voice,
+            speed=body.speed,
+            instructions=body.instructions,
+            prompt_wav=prompt_wav,
+            prompt_text=body.prompt_text,
+        )
+        started = time.perf_counter()
+        try:
+            samples = await engine.synthesize(req)
+        except WorkerError:
+            raise
+        except Exception as exc:
+            log.exception("engine %s failed", engine.name)
+            raise SynthesisError(
+                f"Engine {engine.name!r} failed to synthesise: {type(exc).__name__}."
+            ) from exc
+        wall = time.perf_counter() - started
+        samples = audio.resample(samples, engine.sample_rate)
+        payload = await asyncio.to_thread(audio.encode, samples, fmt)
+        metrics.observe_synthesis(wall, samples.size / audio.OUTPUT_RATE)
+        record(200)
+        return Response(payload, media_type=fmt.content_type, headers={"x-tts-model": body.model})
+
+    @app.get("/v1/audio/voices")
+    async def voices() -> VoicesResponse:
+        listed = [VoicePublic(id=v.id, name=v.name, language=v.language) for v in engine.voices()]
+        return VoicesResponse(
+            voices=listed,
+            openai_aliases=engine.openai_aliases(),
+        )
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        if lifecycle.ready:
+            return JSONResponse({"status": "ready", "engine": engine.name})
+        status = "failed" if lifecycle.error else "loading"
+        body = {"status": status, "engine": engine.name, "error": lifecycle.error}
+        return JSONResponse(body, status_code=503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    return app

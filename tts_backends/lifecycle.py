@@ -1,0 +1,55 @@
+"""The engine's lifecycle inside a worker: load, warm up, and report readiness."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from .engines.base import Engine, SynthesisRequest
+from .errors import WorkerError
+
+log = logging.getLogger(__name__)
+
+WARMUP_TEXT = "Warm up."
+
+
+class EngineLifecycle:
+    """Loads the engine in the background so /health answers while weights load."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        warmup: bool = True,
+        on_failure: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.warmup = warmup
+        self.on_failure = on_failure
+        self.warm = False
+        self.error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.engine.ready and self.warm
+
+    async def start(self) -> None:
+        try:
+            if not self.engine.ready:
+                await self.engine.load()
+            if self.warmup:
+                await self._warm_up()
+            self.warm = True
+            log.info("engine %s ready", self.engine.name)
+        except Exception as exc:
+            # A load failure is a one-line message for the operator, not a traceback.
+            self.error = exc.message if isinstance(exc, WorkerError) else f"{exc!r}"
+            log.error("engine %s failed to load: %s", self.engine.name, self.error)
+            if self.on_failure is not None:
+                self.on_failure(exc)
+
+    async def _warm_up(self) -> None:
+        # An engine without voices yet (cosyvoice3 with no voices dir) warms on first use.
+        voices = self.engine.voices()
+        if voices:
+            await self.engine.synthesize(SynthesisRequest(text=WARMUP_TEXT, voice=voices[0].id))

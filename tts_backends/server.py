@@ -1,0 +1,105 @@
+"""Serving a worker app with uvicorn on a socket bound up front (port 0 works in tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+from collections.abc import AsyncIterator
+
+import uvicorn
+
+from .app import create_app
+from .engines.base import Engine
+from .errors import PortInUseError, StartupError
+from .settings import WorkerSettings
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before loading the engine, so a taken port fails fast, not after minutes of load."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(f"cannot listen on {host}:{port}: address already in use") from exc
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class WorkerServer:
+    """A uvicorn server with its bound socket; `load_error` is set if the engine failed."""
+
+    def __init__(self, engine: Engine, settings: WorkerSettings, sock: socket.socket) -> None:
+        self.engine = engine
+        self.socket = sock
+        self.host = settings.host
+        self.port: int = sock.getsockname()[1]
+        self.load_error: Exception | None = None
+        self.app = create_app(engine, settings, on_load_failure=self._on_load_failure)
+        config = uvicorn.Config(
+            self.app,
+            log_level=settings.log_level,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
+        self.server = uvicorn.Server(config)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def _on_load_failure(self, exc: Exception) -> None:
+        self.load_error = exc
+        self.server.should_exit = True
+
+    async def serve(self) -> None:
+        try:
+            await self.server.serve(sockets=[self.socket])
+        finally:
+            self.socket.close()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+
+    @contextlib.asynccontextmanager
+    async def running(self, *, wait_ready: float | None = 30.0) -> AsyncIterator[WorkerServer]:
+        """Serve in a background task; with `wait_ready`, wait until the engine is warm."""
+        task = asyncio.create_task(self.serve())
+        try:
+            while not self.server.started:
+                if task.done():
+                    task.result()
+                    raise StartupError("worker server stopped during startup")
+                await asyncio.sleep(0.01)
+            if wait_ready is not None:
+                await self._wait_ready(wait_ready)
+            yield self
+        finally:
+            self.stop()
+            await task
+
+    async def _wait_ready(self, timeout: float) -> None:
+        lifecycle = self.app.state.lifecycle
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not lifecycle.ready:
+            if lifecycle.error:
+                raise StartupError(f"engine failed to load: {lifecycle.error}")
+            if asyncio.get_running_loop().time() > deadline:
+                raise StartupError(f"engine not ready after {timeout:g} s")
+            await asyncio.sleep(0.01)
+
+
+def create_server(engine: Engine, settings: WorkerSettings) -> tuple[WorkerServer, int]:
+    """Bind `settings.host:settings.listen_port` (0 = any free port) and wrap the app."""
+    sock = bind_socket(settings.host, settings.listen_port)
+    server = WorkerServer(engine, settings, sock)
+    return server, server.port

@@ -1,0 +1,1 @@
+"""ttsgw: the command line and the one-command local stack."""

@@ -1,0 +1,37 @@
+"""The `ttsgw` command: a thin dispatcher over each deployable's testable `run(argv)`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# Subcommand -> module with `run(argv) -> int`. Imported lazily so `ttsgw worker espeak`
+# never pays for (or needs) torch, and the control plane never imports worker code.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("ttsgw.stack", "start the whole local stack and supervise it"),
+    "control-plane": ("control_plane.main", "xDS server and admin API"),
+    "ext-proc": ("gateway.main", "the gateway filter (Envoy ext_proc)"),
+    "worker": ("tts_backends.main", "a TTS worker: espeak | cosyvoice3"),
+    "envoy-bootstrap": ("gateway.bootstrap", "print Envoy's bootstrap JSON"),
+}
+
+USAGE = "usage: ttsgw COMMAND [options]\n\ncommands:\n" + "\n".join(
+    f"  {name:<16} {help_}" for name, (_, help_) in COMMANDS.items()
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(USAGE)
+        return 0
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"ttsgw: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    return int(module.run(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
