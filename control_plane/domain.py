@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 # Names become Envoy cluster names and header values; keep them boring. Underscores
 # are reserved for the control plane's own clusters (e.g. ``ttsgw_ext_proc``).
@@ -95,14 +95,15 @@ class ModelSpec(_Strict):
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     retry_policy: RetryPolicy = RetryPolicy()
 
-    @model_validator(mode="after")
-    def _weights_make_sense(self) -> ModelSpec:
-        if not any(s.weight > 0 for s in self.splits):
-            raise ValueError("splits: at least one weight must be above 0")
-        names = [s.backend for s in self.splits]
+    @field_validator("splits")
+    @classmethod
+    def _weights_make_sense(cls, splits: list[Split]) -> list[Split]:
+        if not any(s.weight > 0 for s in splits):
+            raise ValueError("at least one weight must be above 0")
+        names = [s.backend for s in splits]
         if len(set(names)) != len(names):
-            raise ValueError("splits: each backend may appear only once")
-        return self
+            raise ValueError("each backend may appear only once")
+        return splits
 
 
 class ModelPublic(ModelSpec):

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from control_plane.api.app import create_app
 from control_plane.domain import default_state
+from control_plane.errors import ControlPlaneError
 from control_plane.service import ControlPlane
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store import SQLiteRevisionStore
@@ -46,7 +47,7 @@ def parse_settings(argv: list[str] | None) -> ControlPlaneSettings:
 async def serve(settings: ControlPlaneSettings, stop: asyncio.Event) -> None:
     registry = CollectorRegistry()
     store = SQLiteRevisionStore(settings.db_path)
-    fleet = Fleet(registry=registry)
+    fleet = Fleet()
     cache = SnapshotCache()
     control_plane = ControlPlane(store, cache, fleet, settings.translator_options())
     seed = (
@@ -55,7 +56,7 @@ async def serve(settings: ControlPlaneSettings, stop: asyncio.Event) -> None:
         else None
     )
     head = await control_plane.start(seed)
-    xds, xds_port = await create_xds_server(
+    xds, xds_port = create_xds_server(
         cache, fleet, host=settings.xds_host, port=settings.xds_port, registry=registry
     )
     app = create_app(
@@ -97,9 +98,10 @@ def run(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(main())
-    except OSError as exc:
+    except (OSError, ControlPlaneError) as exc:
         print(
-            f"ttsgw control-plane: {exc}; free the port or pick another with --xds-port/--admin-port",
+            f"ttsgw control-plane: {exc}; free the port or pick another with "
+            "--xds-port/--admin-port",
             file=sys.stderr,
         )
         return 2

@@ -57,14 +57,14 @@ class WriteResult:
         return body
 
 
-def _revalidate(state: DesiredState) -> DesiredState:
-    """Mutations build states with model_copy, which skips validation; re-run it whole."""
+def _mutated(mutate: Mutation, state: DesiredState) -> DesiredState:
+    """Run a mutation and re-validate the whole result (model_copy skips validation)."""
     try:
-        return DesiredState.model_validate(state.model_dump())
+        return DesiredState.model_validate(mutate(state).model_dump())
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise InvalidStateError(f"{field}: {first['msg']}", field=field) from exc
+        raise InvalidStateError(f"{field}: {first['msg']}", field=field or None) from exc
 
 
 class ControlPlane:
@@ -148,7 +148,7 @@ class ControlPlane:
                 self._store.commit(
                     head.state, author=author, message=message, expected_head=if_match
                 )
-            new_state = _revalidate(mutate(head.state))
+            new_state = _mutated(mutate, head.state)
             if new_state == head.state:
                 return WriteResult(head, changed=False, snapshot_version=self.snapshot.version)
             snapshot = self._build(new_state)

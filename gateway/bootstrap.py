@@ -138,7 +138,12 @@ def options_from_env(environ: dict[str, str] | os._Environ[str]) -> BootstrapOpt
     for field, var in env.items():
         if var in environ:
             value = environ[var]
-            changes[field] = int(value) if field.endswith("_port") else value
+            if field.endswith("_port"):
+                if not value.strip().isdigit():
+                    raise ValueError(f"{var} must be a port number, got '{value}'")
+                changes[field] = int(value)
+            else:
+                changes[field] = value
     return replace(opts, **changes)
 
 

@@ -70,10 +70,6 @@ class GatewayConfigSource(Protocol):
     async def aclose(self) -> None: ...
 
 
-class _Listener(Protocol):
-    def __call__(self, config: GatewayConfig, /) -> None: ...
-
-
 class StaticConfigSource:
     """An in-memory source for tests and fixed deployments; ``set()`` swaps the config."""
 
@@ -132,7 +128,6 @@ class HttpConfigSource:
         self._config: GatewayConfig | None = None
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._on_change: list[_Listener] = []
 
     @property
     def ready(self) -> bool:
@@ -140,10 +135,6 @@ class HttpConfigSource:
 
     def current(self) -> GatewayConfig | None:
         return self._config
-
-    def on_change(self, listener: _Listener) -> None:
-        """Call ``listener(config)`` after each new version is installed (metrics use it)."""
-        self._on_change.append(listener)
 
     async def wait_ready(self, timeout: float | None = None) -> bool:
         try:
@@ -209,8 +200,6 @@ class HttpConfigSource:
             config.revision,
             len(config.models),
         )
-        for listener in self._on_change:
-            listener(config)
 
     async def _poll_forever(self) -> None:
         delay = self._retry_initial_s

@@ -1,4 +1,4 @@
-"""Errors of the gateway filter; rejections are mapped to OpenAI's wire shape in one place (openai_errors.py).
+"""Errors of the gateway filter; openai_errors.py maps rejections to the wire in one place.
 
     GatewayError
     ├── RequestRejected              a client request the filter answers itself (4xx)

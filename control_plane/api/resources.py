@@ -18,6 +18,7 @@ from control_plane.domain import (
 )
 from control_plane.errors import ConflictError, NotFoundError
 from control_plane.validation import models_using
+from control_plane.xds.resources import SHORT_NAMES
 
 
 def _backend_unused(state: DesiredState, name: str) -> None:
@@ -139,7 +140,7 @@ async def get_fleet(cp: ControlPlaneDep) -> dict[str, Any]:
     return {
         "revision": cp.head.number,
         "snapshot_version": snapshot.version,
-        "versions": snapshot.public_versions(),
+        "versions": {SHORT_NAMES[t]: v for t, v in snapshot.versions.items()},
         "nodes": cp.fleet.to_public(),
     }
 

@@ -228,5 +228,3 @@ class Snapshot:
                         f"listener {listener_name!r} uses missing route config {rds!r}"
                     )
 
-
-EMPTY = Snapshot.build(Resources())

@@ -85,7 +85,9 @@ def listener(name: str, route_config_name: str, port: int, host: str = "127.0.0.
         rds=Rds(route_config_name=route_config_name, config_source=_ADS),
         http_filters=[HttpFilter(name="envoy.filters.http.router", typed_config=_pack(Router()))],
     )
-    hcm_filter = Filter(name="envoy.filters.network.http_connection_manager", typed_config=_pack(hcm))
+    hcm_filter = Filter(
+        name="envoy.filters.network.http_connection_manager", typed_config=_pack(hcm)
+    )
     chain = FilterChain(filters=[hcm_filter])
     return Listener(name=name, address=_address(host, port), filter_chains=[chain])
 

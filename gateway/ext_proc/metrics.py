@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Iterator
 
-from gateway.config_client import GatewayConfig
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway.config_client import GatewayConfigSource
 from gateway.ext_proc.context import Outcome
 
 # The filter sits on the request path under a 500 ms message timeout; buckets resolve
@@ -13,7 +17,7 @@ _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.
 
 
 class FilterMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, config_source: GatewayConfigSource) -> None:
         self.requests = Counter(
             "ttsgw_filter_requests",
             "HTTP requests the gateway filter decided on, by outcome.",
@@ -29,23 +33,31 @@ class FilterMetrics:
             buckets=_BUCKETS,
             registry=registry,
         )
-        self.config_revision = Gauge(
-            "ttsgw_filter_config_revision",
-            "Revision of the gateway-config the filter routes with; -1 before the first.",
-            registry=registry,
-        )
-        self.config_revision.set(-1)
-        self.config_models = Gauge(
-            "ttsgw_filter_config_models",
-            "Number of models in the gateway-config the filter routes with.",
-            registry=registry,
-        )
+        registry.register(_ConfigCollector(config_source))
 
     def record(self, outcome: Outcome) -> None:
         self.requests.labels(outcome.value).inc()
 
-    def observe_config(self, config: GatewayConfig | None) -> None:
-        if config is None:
-            return
-        self.config_revision.set(config.revision)
-        self.config_models.set(len(config.models))
+
+class _ConfigCollector(Collector):
+    """Reads the config at scrape time, so any GatewayConfigSource works without hooks."""
+
+    def __init__(self, config_source: GatewayConfigSource) -> None:
+        self._config_source = config_source
+
+    def collect(self) -> Iterator[Metric]:
+        config = self._config_source.current()
+        revision = GaugeMetricFamily(
+            "ttsgw_filter_config_revision",
+            "Revision of the gateway-config the filter routes with; -1 before the first.",
+            value=-1 if config is None else config.revision,
+        )
+        info = GaugeMetricFamily(
+            "ttsgw_filter_config_version_info",
+            "The gateway-config version the filter routes with (value 1), and its model count.",
+            labels=["version", "models"],
+        )
+        if config is not None:
+            info.add_metric([config.version, str(len(config.models))], 1)
+        yield revision
+        yield info

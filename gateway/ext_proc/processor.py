@@ -24,7 +24,5 @@ class Processor(Protocol):
 class PassthroughProcessor:
     """Continues unchanged. The seam for response headers/body (cache fill, x-tts-cache)."""
 
-    async def process(
-        self, request: ProcessingRequest, ctx: RequestContext
-    ) -> ProcessingResponse:
+    async def process(self, request: ProcessingRequest, ctx: RequestContext) -> ProcessingResponse:
         return continue_unchanged(request)

@@ -29,9 +29,7 @@ class RequestBodyProcessor:
     def __init__(self, config_source: GatewayConfigSource) -> None:
         self._config_source = config_source
 
-    async def process(
-        self, request: ProcessingRequest, ctx: RequestContext
-    ) -> ProcessingResponse:
+    async def process(self, request: ProcessingRequest, ctx: RequestContext) -> ProcessingResponse:
         if ctx.endpoint is not Endpoint.SPEECH:
             ctx.decide(Outcome.PASSTHROUGH)
             return continue_unchanged(request)

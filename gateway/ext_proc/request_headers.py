@@ -22,9 +22,7 @@ class RequestHeadersProcessor:
     def __init__(self, config_source: GatewayConfigSource) -> None:
         self._config_source = config_source
 
-    async def process(
-        self, request: ProcessingRequest, ctx: RequestContext
-    ) -> ProcessingResponse:
+    async def process(self, request: ProcessingRequest, ctx: RequestContext) -> ProcessingResponse:
         http_headers = request.request_headers
         headers = header_dict(http_headers.headers)
         ctx.method = headers.get(":method", "").upper()
@@ -47,7 +45,9 @@ class RequestHeadersProcessor:
         ctx.decide(Outcome.PASSTHROUGH)
         return continue_request_headers(strip, mode_override=PASSTHROUGH_MODE)
 
-    def _route_voices(self, ctx: RequestContext, strip: HeaderMutation | None) -> ProcessingResponse:
+    def _route_voices(
+        self, ctx: RequestContext, strip: HeaderMutation | None
+    ) -> ProcessingResponse:
         config = self._config_source.current()
         if config is None:
             # Fail open until the first config: see RequestBodyProcessor for why.

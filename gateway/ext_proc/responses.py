@@ -33,9 +33,7 @@ PASSTHROUGH_MODE = ProcessingMode(
 )
 
 
-def _common(
-    header_mutation: HeaderMutation | None, clear_route_cache: bool
-) -> CommonResponse:
+def _common(header_mutation: HeaderMutation | None, clear_route_cache: bool) -> CommonResponse:
     common = CommonResponse(clear_route_cache=clear_route_cache)
     if header_mutation is not None:
         common.header_mutation.CopyFrom(header_mutation)
@@ -86,4 +84,3 @@ def reject(exc: RequestRejected) -> ProcessingResponse:
             details=f"ttsgw_filter_{exc.code or 'rejected'}",
         )
     )
-

@@ -121,6 +121,14 @@ def test_big_mixed_state_validates(tmp_path: Path) -> None:
     envoy_validate(static_bootstrap(resources), tmp_path)
 
 
+def test_models_list_over_4k_validates(tmp_path: Path) -> None:
+    # Envoy refuses a direct_response body over its 4 KiB default unless the cap is raised.
+    resources = translate(big_state(models=300), TranslatorOptions())
+    models_route = resources.routes[0].virtual_hosts[0].routes[0]
+    assert len(models_route.direct_response.body.inline_string) > 4096
+    envoy_validate(static_bootstrap(resources), tmp_path)
+
+
 @pytest.mark.parametrize(
     "opts",
     [
@@ -145,8 +153,8 @@ class _NamedHandler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         body = json.dumps(
             {
-                "server": self.server.name,
-                "path": self.path,  # type: ignore[attr-defined]
+                "server": self.server.name,  # type: ignore[attr-defined]
+                "path": self.path,
                 "model": self.headers.get("x-tts-model"),
             }
         ).encode()
@@ -163,10 +171,19 @@ class _NamedHandler(BaseHTTPRequestHandler):
         pass
 
 
+class _NamedServer(ThreadingHTTPServer):
+    """A backend stand-in that answers every request with its own name."""
+
+    daemon_threads = True
+
+    def __init__(self, name: str) -> None:
+        super().__init__(("127.0.0.1", 0), _NamedHandler)
+        self.name = name
+
+
 @contextlib.contextmanager
 def named_server(name: str) -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NamedHandler)
-    server.name = name  # type: ignore[attr-defined]
+    server = _NamedServer(name)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -312,9 +329,10 @@ def test_real_traffic_through_translated_config() -> None:
             assert headers["x-tts-degraded"] == "filter-unavailable"
 
             lines = _access_log_lines(access_log, 4)
-            _, _, stats = request(admin_port, "GET", "/stats?filter=ext_proc")
-            print(stats.decode())
-            assert 0
+            stats = _stats(admin_port, "ext_proc")
+        # Every request went through the filter and was let through when it could not connect.
+        assert stats["http.ttsgw.ext_proc.failure_mode_allowed"] == 4
+        assert stats["cluster.ttsgw_ext_proc.upstream_cx_connect_fail"] >= 1
         by_path = {(line["method"], line["path"], line["model"]): line for line in lines}
         routed = by_path[("POST", "/v1/audio/speech", "espeak")]
         assert routed["upstream_cluster"] == "espeak"
@@ -322,6 +340,16 @@ def test_real_traffic_through_translated_config() -> None:
         assert routed["request_id"]
         degraded = by_path[("POST", "/v1/audio/speech", "cosyvoice3")]
         assert degraded["upstream_cluster"] == "cosyvoice3"
+
+
+def _stats(admin_port: int, pattern: str) -> dict[str, int]:
+    _, _, body = request(admin_port, "GET", f"/stats?filter={pattern}")
+    counters = {}
+    for line in body.decode().splitlines():
+        name, _, value = line.partition(": ")
+        if value.strip().isdigit():
+            counters[name] = int(value)
+    return counters
 
 
 def _access_log_lines(path: Path, count: int) -> list[dict[str, Any]]:

@@ -1,0 +1,58 @@
+"""Builds the gateway filter's grpc.aio server: processors per phase, metrics, the port."""
+
+from __future__ import annotations
+
+import grpc
+from envoy.service.ext_proc.v3.external_processor_pb2_grpc import (
+    add_ExternalProcessorServicer_to_server,
+)
+from prometheus_client import CollectorRegistry
+
+from gateway.config_client import GatewayConfigSource
+from gateway.errors import StartupError
+from gateway.ext_proc.metrics import FilterMetrics
+from gateway.ext_proc.processor import PassthroughProcessor, Processor
+from gateway.ext_proc.request_body import RequestBodyProcessor
+from gateway.ext_proc.request_headers import RequestHeadersProcessor
+from gateway.ext_proc.stream import ExtProcService
+from gateway.settings import GatewaySettings
+
+# gRPC enables SO_REUSEPORT by default, which lets a second filter silently share a
+# taken port; turning it off makes "port in use" an error we can report.
+_SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
+
+
+def build_processors(config_source: GatewayConfigSource) -> dict[str, Processor]:
+    """One processor per ext_proc phase, keyed by the ProcessingRequest oneof name."""
+    passthrough = PassthroughProcessor()
+    return {
+        "request_headers": RequestHeadersProcessor(config_source),
+        "request_body": RequestBodyProcessor(config_source),
+        "response_headers": passthrough,
+        "response_body": passthrough,
+    }
+
+
+def create_server(
+    settings: GatewaySettings,
+    config_source: GatewayConfigSource,
+    registry: CollectorRegistry | None = None,
+) -> tuple[grpc.aio.Server, int]:
+    """The server, not yet started, and the port it bound (settings.ext_proc_port, or any if 0)."""
+    metrics = FilterMetrics(registry or CollectorRegistry(), config_source)
+    server = grpc.aio.server(options=_SERVER_OPTIONS)
+    add_ExternalProcessorServicer_to_server(
+        ExtProcService(build_processors(config_source), metrics), server
+    )
+    address = f"{_host_for_grpc(settings.ext_proc_host)}:{settings.ext_proc_port}"
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise StartupError(f"cannot listen on {address}: {exc}") from exc
+    if port == 0:
+        raise StartupError(f"cannot listen on {address}: address in use or unavailable")
+    return server, port
+
+
+def _host_for_grpc(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

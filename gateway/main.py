@@ -1,0 +1,111 @@
+"""`ttsgw ext-proc`: serves the gateway filter until SIGINT/SIGTERM; `run(argv)` is testable."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from gateway.config_client import HttpConfigSource
+from gateway.errors import StartupError
+from gateway.ext_proc.server import create_server
+from gateway.metrics_server import MetricsServer
+from gateway.settings import GatewaySettings
+
+log = logging.getLogger("gateway")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="ttsgw ext-proc",
+        description="The gateway filter: Envoy's ext_proc server that routes by the JSON body.",
+    )
+    parser.add_argument("--host", help="listen address (TTSGW_EXT_PROC_HOST, default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="gRPC port (TTSGW_EXT_PROC_PORT, default 18001)")
+    parser.add_argument("--control-plane-url", help="admin API base URL (TTSGW_CONTROL_PLANE_URL)")
+    parser.add_argument(
+        "--admin-token-file",
+        type=Path,
+        help="file holding the admin token (TTSGW_ADMIN_TOKEN_FILE)",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, help="/metrics + /healthz port, 0 disables (TTSGW_METRICS_PORT)"
+    )
+    return parser.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> GatewaySettings:
+    """Environment first, then flags that were given."""
+    overrides = {
+        "ext_proc_host": args.host,
+        "ext_proc_port": args.port,
+        "control_plane_url": args.control_plane_url,
+        "admin_token_file": args.admin_token_file,
+        "metrics_port": args.metrics_port,
+    }
+    return GatewaySettings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:
+    """Run the filter until ``stop`` is set; raises StartupError before serving if it cannot."""
+    registry = CollectorRegistry()
+    config_source = HttpConfigSource(
+        settings.control_plane_url,
+        admin_token=settings.resolved_admin_token(),
+        poll_timeout_s=settings.config_poll_timeout_s,
+        retry_max_s=settings.config_retry_max_s,
+    )
+    metrics_server = MetricsServer(registry, config_source)
+    server, port = create_server(settings, config_source, registry)
+    try:
+        if settings.metrics_port:
+            metrics_port = await metrics_server.start(settings.metrics_host, settings.metrics_port)
+            log.info("metrics on %s:%d", settings.metrics_host, metrics_port)
+        await config_source.start()
+        await server.start()
+        log.info(
+            "gateway filter listening on %s:%d, config from %s",
+            settings.ext_proc_host,
+            port,
+            settings.control_plane_url,
+        )
+        await stop.wait()
+    finally:
+        await server.stop(grace=2.0)
+        await config_source.aclose()
+        await metrics_server.aclose()
+
+
+async def _main(settings: GatewaySettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await serve(settings, stop)
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = settings_from(args)
+        asyncio.run(_main(settings))
+    except StartupError as exc:
+        print(f"ttsgw ext-proc: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())

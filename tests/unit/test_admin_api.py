@@ -1,0 +1,163 @@
+"""Admin API over the real service, translator and snapshot cache (in-memory store)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from control_plane.api.app import create_app
+from control_plane.domain import default_state
+from control_plane.service import ControlPlane
+from control_plane.store import InMemoryRevisionStore
+from control_plane.translator import TranslatorOptions
+from control_plane.xds.cache import SnapshotCache
+from control_plane.xds.fleet import Fleet
+from control_plane.xds.resources import ROUTE
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+async def cp() -> ControlPlane:
+    control_plane = ControlPlane(InMemoryRevisionStore(), SnapshotCache(), Fleet(), TranslatorOptions())
+    await control_plane.start(default_state())
+    return control_plane
+
+
+@pytest.fixture
+async def client(cp: ControlPlane) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(cp, admin_token=TOKEN, registry=CollectorRegistry())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin", headers=AUTH) as c:
+        yield c
+
+
+async def test_every_endpoint_but_healthz_needs_the_token(client: httpx.AsyncClient) -> None:
+    for path in ("/api/v1/backends", "/api/v1/models", "/api/v1/fleet", "/metrics", "/openapi.json"):
+        response = await client.get(path, headers={"Authorization": "Bearer wrong"})
+        assert response.status_code == 401, path
+        assert response.json()["error"]["code"] == "unauthorized"
+    assert (await client.get("/healthz", headers={})).status_code == 200
+    spec = (await client.get("/openapi.json")).json()
+    assert "/api/v1/models/{name}/splits" in spec["paths"]
+
+
+async def test_create_backend_and_model_then_read_back(client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/api/v1/backends",
+        json={"name": "canary", "kind": "espeak", "endpoints": [{"host": "127.0.0.1", "port": 9999}]},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["revision"] == 2
+    r = await client.put(
+        "/api/v1/models/mix",
+        json={"splits": [{"backend": "espeak", "weight": 80}, {"backend": "canary", "weight": 20}]},
+    )
+    assert r.status_code == 200 and r.json()["revision"] == 3
+    model = (await client.get("/api/v1/models/mix")).json()
+    assert model["name"] == "mix" and model["timeout_s"] == 60
+    assert [s["weight"] for s in model["splits"]] == [80, 20]
+    listing = await client.get("/api/v1/backends")
+    assert listing.headers["etag"] == '"3"'
+    assert {b["name"] for b in listing.json()["backends"]} == {"espeak", "cosyvoice3", "canary"}
+
+
+async def test_invalid_write_is_422_naming_the_field_and_changes_nothing(
+    client: httpx.AsyncClient, cp: ControlPlane
+) -> None:
+    before = cp.snapshot.version
+    r = await client.put("/api/v1/models/espeak/splits", json={"splits": [{"backend": "espeak", "weight": -5}]})
+    assert r.status_code == 422
+    assert r.json()["error"]["field"] == "splits.0.weight"
+    r = await client.put("/api/v1/models/espeak/splits", json={"splits": [{"backend": "espeak", "weight": 0}]})
+    assert r.status_code == 422
+    assert "at least one weight" in r.json()["error"]["message"]
+    r = await client.put("/api/v1/backends/x", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert cp.head.number == 1 and cp.snapshot.version == before
+
+
+async def test_dangling_references_are_409_and_change_nothing(
+    client: httpx.AsyncClient, cp: ControlPlane
+) -> None:
+    r = await client.put("/api/v1/models/ghostly", json={"splits": [{"backend": "ghost", "weight": 1}]})
+    assert r.status_code == 409
+    assert r.json()["error"]["field"] == "models.ghostly.splits.0.backend"
+    r = await client.delete("/api/v1/backends/espeak")
+    assert r.status_code == 409
+    assert "still used by model(s) espeak" in r.json()["error"]["message"]
+    r = await client.post("/api/v1/backends", json={"name": "espeak", "endpoints": [{"host": "h", "port": 1}]})
+    assert r.status_code == 409
+    assert cp.head.number == 1
+
+
+async def test_if_match_prevents_lost_updates(client: httpx.AsyncClient, cp: ControlPlane) -> None:
+    body = {"splits": [{"backend": "espeak", "weight": 50}]}
+    ok = await client.put("/api/v1/models/espeak/splits", json=body, headers={"If-Match": '"1"'})
+    assert ok.status_code == 200 and ok.json()["revision"] == 2
+    stale = await client.put("/api/v1/models/espeak/splits", json=body, headers={"If-Match": '"1"'})
+    assert stale.status_code == 412
+    assert stale.json()["error"]["code"] == "revision_mismatch"
+    assert cp.head.number == 2
+
+
+async def test_weight_change_is_route_only(client: httpx.AsyncClient, cp: ControlPlane) -> None:
+    before = cp.snapshot.versions
+    r = await client.put(
+        "/api/v1/models/espeak/splits",
+        json={"splits": [{"backend": "espeak", "weight": 60}, {"backend": "cosyvoice3", "weight": 40}]},
+    )
+    assert r.status_code == 200
+    after = cp.snapshot.versions
+    changed = {t for t in after if after[t] != before[t]}
+    assert changed == {ROUTE}
+
+
+async def test_identical_write_creates_no_revision(client: httpx.AsyncClient) -> None:
+    body = {"splits": [{"backend": "espeak", "weight": 100}]}
+    r = await client.put("/api/v1/models/espeak/splits", json=body)
+    assert r.json() == {**r.json(), "revision": 1, "changed": False}
+
+
+async def test_revisions_list_show_diff_restore(client: httpx.AsyncClient, cp: ControlPlane) -> None:
+    await client.put("/api/v1/models/espeak/splits", json={"splits": [{"backend": "espeak", "weight": 7}]})
+    listing = (await client.get("/api/v1/revisions")).json()
+    assert listing["head"] == 2 and [r["revision"] for r in listing["revisions"]] == [2, 1]
+    shown = (await client.get("/api/v1/revisions/1")).json()
+    assert shown["state"]["models"]["espeak"]["splits"][0]["weight"] == 100
+    diff = (await client.get("/api/v1/revisions/2/diff")).json()
+    assert diff["changes"] == [
+        {"path": "models.espeak.splits.0.weight", "op": "changed", "old": 100, "new": 7}
+    ]
+    restored = (await client.post("/api/v1/revisions/1/restore")).json()
+    assert restored["revision"] == 3
+    assert cp.head.state == default_state()
+    assert (await client.get("/api/v1/revisions/99")).status_code == 404
+
+
+async def test_wait_acked_with_no_envoys_returns_at_once(client: httpx.AsyncClient) -> None:
+    r = await client.put(
+        "/api/v1/models/espeak/splits?wait=acked&timeout_s=2",
+        json={"splits": [{"backend": "espeak", "weight": 9}]},
+    )
+    assert r.status_code == 200
+    assert r.json()["acked"] is True and r.json()["converged_ms"] < 2000
+
+
+async def test_gateway_config_long_polls(client: httpx.AsyncClient) -> None:
+    first = (await client.get("/api/v1/gateway-config")).json()
+    assert set(first["models"]) == {"espeak", "cosyvoice3"}
+    unchanged = await client.get(f"/api/v1/gateway-config?after={first['version']}&timeout_s=0.2")
+    assert unchanged.status_code == 304
+    await client.put("/api/v1/models/new", json={"splits": [{"backend": "espeak", "weight": 1}]})
+    changed = (await client.get(f"/api/v1/gateway-config?after={first['version']}&timeout_s=5")).json()
+    assert "new" in changed["models"] and changed["version"] != first["version"]
+
+
+async def test_metrics_show_the_revision(client: httpx.AsyncClient) -> None:
+    text = (await client.get("/metrics")).text
+    assert "ttsgw_revision 1.0" in text

@@ -1,0 +1,133 @@
+"""The fleet registry and the snapshot cache: ACK waits, the public view, change notification."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from control_plane.errors import InconsistentSnapshotError
+from control_plane.xds import testing
+from control_plane.xds.cache import SnapshotCache
+from control_plane.xds.fleet import Fleet
+from control_plane.xds.resources import CLUSTER, ROUTE
+from control_plane.xds.snapshot import Snapshot
+
+
+async def test_wait_for_ack_with_no_nodes_returns_at_once() -> None:
+    waited = await Fleet().wait_for_ack({ROUTE: "v1"}, timeout=5)
+    assert waited is not None and waited < 0.1
+
+
+async def test_wait_for_ack_returns_the_time_until_every_node_acked() -> None:
+    fleet = Fleet()
+    a = fleet.open_stream("a", "gw", "1.40.0")
+    b = fleet.open_stream("b", "gw", "1.40.0")
+    for record in (a, b):
+        record.subscribe(ROUTE)
+        record.sent(ROUTE, "v1")
+
+    async def ack_later() -> None:
+        await asyncio.sleep(0.05)
+        a.acked(ROUTE, "v1")
+        await asyncio.sleep(0.05)
+        b.acked(ROUTE, "v1")
+
+    task = asyncio.create_task(ack_later())
+    waited = await fleet.wait_for_ack({ROUTE: "v1"}, timeout=5)
+    await task
+    assert waited is not None and 0.09 < waited < 2
+
+
+async def test_wait_for_ack_times_out() -> None:
+    fleet = Fleet()
+    record = fleet.open_stream("a", "gw", "1.40.0")
+    record.subscribe(ROUTE)
+    record.sent(ROUTE, "v1")
+    assert await fleet.wait_for_ack({ROUTE: "v1"}, timeout=0.05) is None
+
+
+async def test_a_later_version_acked_counts_as_at_least() -> None:
+    fleet = Fleet()
+    record = fleet.open_stream("a", "gw", "1.40.0")
+    record.subscribe(ROUTE)
+    record.sent(ROUTE, "v1")
+    record.sent(ROUTE, "v2")  # v1 superseded before the ACK
+    record.acked(ROUTE, "v2")
+    assert fleet.converged({ROUTE: "v1"})
+    # Going back to v1 (a restored revision) needs a fresh ACK of v1.
+    record.sent(ROUTE, "v1")
+    assert not fleet.converged({ROUTE: "v1"})
+    record.acked(ROUTE, "v1")
+    assert fleet.converged({ROUTE: "v1"})
+
+
+async def test_unsubscribed_types_do_not_hold_convergence_back() -> None:
+    fleet = Fleet()
+    record = fleet.open_stream("a", "gw", "1.40.0")
+    record.subscribe(CLUSTER)
+    record.sent(CLUSTER, "c1")
+    record.acked(CLUSTER, "c1")
+    assert fleet.converged({CLUSTER: "c1", ROUTE: "r1"})
+
+
+async def test_disconnect_releases_waiters() -> None:
+    fleet = Fleet()
+    record = fleet.open_stream("a", "gw", "1.40.0")
+    record.subscribe(ROUTE)
+    record.sent(ROUTE, "v1")
+    asyncio.get_running_loop().call_later(0.05, record.close)
+    assert await fleet.wait_for_ack({ROUTE: "v1"}, timeout=5) is not None
+
+
+def test_public_view_groups_streams_by_node() -> None:
+    fleet = Fleet()
+    first = fleet.open_stream("a", "gw", "1.40.0")
+    second = fleet.open_stream("a", "gw", "1.40.0")
+    fleet.open_stream("b", "gw", "1.39.0")
+    first.subscribe(ROUTE)
+    first.sent(ROUTE, "v1")
+    first.nacked(ROUTE, "v1", "bad route")
+    second.subscribe(ROUTE)
+    second.sent(ROUTE, "v0")
+    second.acked(ROUTE, "v0")
+    nodes = fleet.to_public()
+    assert [n["node_id"] for n in nodes] == ["a", "b"]
+    a = nodes[0]
+    assert a["streams"] == 2
+    assert a["cluster"] == "gw"
+    assert isinstance(a["connected_at"], float)
+    assert a["types"]["rds"]["acked"] == "v0"
+    assert a["types"]["rds"]["nack"]["message"] == "bad route"
+    assert a["types"]["rds"]["nack"]["version"] == "v1"
+    assert nodes[1]["types"] == {}
+    second.close()
+    assert fleet.to_public()[0]["streams"] == 1
+    first.close()
+    assert [n["node_id"] for n in fleet.to_public()] == ["b"]
+
+
+def test_cache_refuses_an_inconsistent_snapshot() -> None:
+    cache = SnapshotCache()
+    resources = testing.canary({"stable": 100})
+    broken = dataclasses.replace(resources, endpoints=())
+    with pytest.raises(InconsistentSnapshotError):
+        cache.set_snapshot(Snapshot.build(broken))
+    assert cache.snapshot() is None
+
+
+async def test_cache_wakes_waiters_only_on_a_new_version() -> None:
+    cache = SnapshotCache()
+    first = Snapshot.build(testing.canary({"stable": 100}))
+    waiter = asyncio.create_task(cache.wait_for_change(None))
+    await asyncio.sleep(0)
+    assert cache.set_snapshot(first)
+    assert (await waiter) is first
+    waiter = asyncio.create_task(cache.wait_for_change(first.version))
+    assert not cache.set_snapshot(Snapshot.build(testing.canary({"stable": 100})))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    second = Snapshot.build(testing.canary({"stable": 50, "canary": 50}))
+    assert cache.set_snapshot(second)
+    assert (await asyncio.wait_for(waiter, 1)) is second

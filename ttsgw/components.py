@@ -1,0 +1,147 @@
+"""How to launch each deployable of the local stack: argv, environment, readiness probe.
+
+Shared by `ttsgw up` and the end-to-end tests, so the tests start the stack exactly the
+way users do.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StackSettings(BaseSettings):
+    """Every port of DESIGN.md §3, overridable by TTSGW_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="TTSGW_", extra="ignore")
+
+    state_dir: Path = Path(".ttsgw")
+    listener_port: int = 10000
+    envoy_admin_port: int = 9901
+    xds_port: int = 18000
+    admin_port: int = 9000
+    ext_proc_port: int = 18001
+    ext_proc_metrics_port: int = 9102
+    espeak_port: int = 8101
+    cosyvoice3_port: int = 8102
+    cosyvoice3_engine: str = "synthetic"
+    cosyvoice3_model_dir: Path | None = None
+    envoy_concurrency: int = 2
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def token_file(self) -> Path:
+        return self.state_dir / "admin-token"
+
+    def ports(self) -> dict[str, int]:
+        return {
+            "Envoy listener": self.listener_port,
+            "Envoy admin": self.envoy_admin_port,
+            "xDS": self.xds_port,
+            "admin API": self.admin_port,
+            "gateway filter": self.ext_proc_port,
+            "gateway filter metrics": self.ext_proc_metrics_port,
+            "espeak worker": self.espeak_port,
+            "cosyvoice3 worker": self.cosyvoice3_port,
+        }
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    argv: list[str]
+    # HTTP URL that answers 200 once the component is ready.
+    ready_url: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _ttsgw(*args: str) -> list[str]:
+    # Run through the interpreter of this venv, so no PATH lookup can pick another ttsgw.
+    return [sys.executable, "-m", "ttsgw.cli", *args]
+
+
+def envoy_binary() -> str | None:
+    beside = Path(sys.executable).parent / "envoy"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("envoy")
+
+
+def control_plane(s: StackSettings) -> Component:
+    return Component(
+        "control-plane",
+        _ttsgw(
+            "control-plane",
+            "--state-dir", str(s.state_dir),
+            "--xds-port", str(s.xds_port),
+            "--admin-port", str(s.admin_port),
+            "--listener-port", str(s.listener_port),
+            "--ext-proc-port", str(s.ext_proc_port),
+            "--espeak-port", str(s.espeak_port),
+            "--cosyvoice3-port", str(s.cosyvoice3_port),
+            "--access-log-path", str(s.log_dir / "access.log"),
+        ),
+        f"http://127.0.0.1:{s.admin_port}/healthz",
+    )
+
+
+def ext_proc(s: StackSettings) -> Component:
+    return Component(
+        "ext-proc",
+        _ttsgw(
+            "ext-proc",
+            "--port", str(s.ext_proc_port),
+            "--control-plane-url", f"http://127.0.0.1:{s.admin_port}",
+            "--admin-token-file", str(s.token_file),
+        ),
+        f"http://127.0.0.1:{s.ext_proc_metrics_port}/healthz",
+        env={"TTSGW_METRICS_PORT": str(s.ext_proc_metrics_port)},
+    )
+
+
+def espeak_worker(s: StackSettings) -> Component:
+    return Component(
+        "worker-espeak",
+        _ttsgw("worker", "espeak", "--port", str(s.espeak_port)),
+        f"http://127.0.0.1:{s.espeak_port}/ready",
+    )
+
+
+def cosyvoice3_worker(s: StackSettings) -> Component:
+    argv = _ttsgw("worker", "cosyvoice3", "--port", str(s.cosyvoice3_port),
+                  "--engine", s.cosyvoice3_engine)
+    if s.cosyvoice3_model_dir is not None:
+        argv += ["--model-dir", str(s.cosyvoice3_model_dir)]
+    return Component("worker-cosyvoice3", argv, f"http://127.0.0.1:{s.cosyvoice3_port}/ready")
+
+
+def envoy(s: StackSettings, bootstrap: Path, node_id: str = "ttsgw-envoy-1") -> Component:
+    binary = envoy_binary() or "envoy"
+    return Component(
+        f"envoy[{node_id}]",
+        [
+            binary, "-c", str(bootstrap),
+            "--disable-hot-restart",
+            "--concurrency", str(s.envoy_concurrency),
+            "--log-level", "warning",
+        ],
+        f"http://127.0.0.1:{s.envoy_admin_port}/ready",
+    )
+
+
+def bootstrap_argv(s: StackSettings, output: Path, node_id: str = "ttsgw-envoy-1") -> list[str]:
+    return _ttsgw(
+        "envoy-bootstrap",
+        "--node-id", node_id,
+        "--xds-host", "127.0.0.1",
+        "--xds-port", str(s.xds_port),
+        "--admin-port", str(s.envoy_admin_port),
+        "--output", str(output),
+    )
