@@ -187,7 +187,9 @@ class HttpConfigSource:
                 f"control plane sent an invalid gateway-config: {exc.errors()[:1]}"
             ) from exc
         if self._config is not None and config.version == self._config.version:
-            return False
+            # A contract violation (it should have held the poll or answered 304); treat
+            # it as an error so the retry backoff stops a hot loop against it.
+            raise ConfigSourceError(f"control plane resent version {config.version!r}")
         self._install(config)
         return True
 

@@ -61,8 +61,12 @@ async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:
         poll_timeout_s=settings.config_poll_timeout_s,
         retry_max_s=settings.config_retry_max_s,
     )
+    try:
+        server, port = create_server(settings, config_source, registry)
+    except StartupError:
+        await config_source.aclose()
+        raise
     metrics_server = MetricsServer(registry, config_source)
-    server, port = create_server(settings, config_source, registry)
     try:
         if settings.metrics_port:
             metrics_port = await metrics_server.start(settings.metrics_host, settings.metrics_port)

@@ -6,6 +6,7 @@ way users do.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ class StackSettings(BaseSettings):
     @property
     def token_file(self) -> Path:
         return self.state_dir / "admin-token"
+
+    def admin_token(self) -> str:
+        """The token the control plane uses: TTSGW_ADMIN_TOKEN, else the one in the state dir."""
+        return os.environ.get("TTSGW_ADMIN_TOKEN") or self.token_file.read_text().strip()
 
     def ports(self) -> dict[str, int]:
         return {
@@ -93,14 +98,17 @@ def control_plane(s: StackSettings) -> Component:
 
 
 def ext_proc(s: StackSettings) -> Component:
+    argv = _ttsgw(
+        "ext-proc",
+        "--port", str(s.ext_proc_port),
+        "--control-plane-url", f"http://127.0.0.1:{s.admin_port}",
+    )
+    # TTSGW_ADMIN_TOKEN, when set, reaches the child through the environment instead.
+    if not os.environ.get("TTSGW_ADMIN_TOKEN"):
+        argv += ["--admin-token-file", str(s.token_file)]
     return Component(
         "ext-proc",
-        _ttsgw(
-            "ext-proc",
-            "--port", str(s.ext_proc_port),
-            "--control-plane-url", f"http://127.0.0.1:{s.admin_port}",
-            "--admin-token-file", str(s.token_file),
-        ),
+        argv,
         f"http://127.0.0.1:{s.ext_proc_metrics_port}/healthz",
         env={"TTSGW_METRICS_PORT": str(s.ext_proc_metrics_port)},
     )

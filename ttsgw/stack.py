@@ -94,7 +94,7 @@ async def up(settings: StackSettings, stop: asyncio.Event) -> None:
     supervisor = Supervisor(settings.log_dir)
     try:
         await supervisor.start(components.control_plane(settings))
-        token = settings.token_file.read_text().strip()
+        token = settings.admin_token()
         await supervisor.start(components.ext_proc(settings))
         await asyncio.gather(
             supervisor.start(components.espeak_worker(settings)),

@@ -25,7 +25,9 @@ def duration(seconds: float) -> Duration:
 
 def packed(message: Message) -> Any:
     any_ = Any()
-    any_.Pack(message)
+    # Deterministic: packed bytes hold maps (e.g. the access log's JSON format), and a
+    # snapshot's version is a hash of these bytes, so it must not change across restarts.
+    any_.Pack(message, deterministic=True)
     return any_
 
 

@@ -9,11 +9,15 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from control_plane.xds.resources import SHORT_NAMES
+from control_plane.xds.resources import CLUSTER, LISTENER, SHORT_NAMES
 
 # A stream remembers when each of its recent versions was last sent, to order ACKs of content
 # hashes; older versions than this can no longer be waited for on that stream.
 _SENT_HISTORY = 32
+
+# An ADS Envoy always subscribes to these; EDS and RDS only when its clusters and listeners
+# use them, so an unsubscribed EDS or RDS does not hold convergence back.
+_ALWAYS_SUBSCRIBED = frozenset({CLUSTER, LISTENER})
 
 
 @dataclass
@@ -83,7 +87,7 @@ class StreamRecord:
     def has_acked(self, type_url: str, version: str) -> bool:
         """True if this stream ACKed `version`, or a version sent after it, of `type_url`."""
         if type_url not in self.subscribed:
-            return True
+            return type_url not in _ALWAYS_SUBSCRIBED
         status = self.types.get(type_url)
         if status is None:
             return False
@@ -133,24 +137,32 @@ class Fleet:
     def node_ids(self) -> set[str]:
         return {s.node_id for s in self._streams.values()}
 
-    def converged(self, versions: dict[str, str]) -> bool:
-        """Every connected stream ACKed at least `versions` (type URL -> version).
+    def converged(self, versions: dict[str, str], *, min_nodes: int = 0) -> bool:
+        """At least `min_nodes` nodes are connected and every stream ACKed at least `versions`.
 
-        A type a stream has not subscribed to does not hold it back: an Envoy without EDS
-        clusters never asks for endpoints.
+        `versions` maps type URL -> version (`Snapshot.versions`). A stream must have ACKed CDS
+        and LDS; EDS and RDS count only once it subscribed to them (an Envoy without EDS
+        clusters never asks for endpoints).
         """
+        if len(self.node_ids()) < min_nodes:
+            return False
         return all(
             stream.has_acked(type_url, version)
             for stream in self._streams.values()
             for type_url, version in versions.items()
         )
 
-    async def wait_for_ack(self, versions: dict[str, str], timeout: float) -> float | None:
-        """Seconds until every connected node ACKed at least `versions`; None on timeout."""
+    async def wait_for_ack(
+        self, versions: dict[str, str], timeout: float, *, min_nodes: int = 0
+    ) -> float | None:
+        """Seconds until every connected node ACKed at least `versions`; None on timeout.
+
+        With no node connected (and `min_nodes` 0) it returns at once.
+        """
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + timeout
-        while not self.converged(versions):
+        while not self.converged(versions, min_nodes=min_nodes):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None

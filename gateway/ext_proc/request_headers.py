@@ -32,6 +32,9 @@ class RequestHeadersProcessor:
         # this runs even without a config, because it needs none.
         ctx.stripped_headers = reserved_headers(headers)
         strip = mutation(remove=ctx.stripped_headers)
+        # Envoy 1.40 has already matched a route with the client's headers when it asks
+        # us (seen in tests/e2e/test_filter_envoy.py); a removal counts only with a clear.
+        clear = bool(ctx.stripped_headers)
 
         if ctx.endpoint is Endpoint.SPEECH:
             if http_headers.end_of_stream:
@@ -39,11 +42,13 @@ class RequestHeadersProcessor:
                     "The request body is required: a JSON object with 'model' and 'input'."
                 )
             # Envoy buffers the body and sends it next; the route is picked then.
-            return continue_request_headers(strip)
+            return continue_request_headers(strip, clear_route_cache=clear)
         if ctx.endpoint is Endpoint.VOICES:
             return self._route_voices(ctx, strip)
         ctx.decide(Outcome.PASSTHROUGH)
-        return continue_request_headers(strip, mode_override=PASSTHROUGH_MODE)
+        return continue_request_headers(
+            strip, clear_route_cache=clear, mode_override=PASSTHROUGH_MODE
+        )
 
     def _route_voices(
         self, ctx: RequestContext, strip: HeaderMutation | None
@@ -52,7 +57,9 @@ class RequestHeadersProcessor:
         if config is None:
             # Fail open until the first config: see RequestBodyProcessor for why.
             ctx.decide(Outcome.PASSTHROUGH)
-            return continue_request_headers(strip, mode_override=PASSTHROUGH_MODE)
+            return continue_request_headers(
+                strip, clear_route_cache=strip is not None, mode_override=PASSTHROUGH_MODE
+            )
         models = parse_qs(ctx.query).get("model", [])
         name = models[-1].strip() if models else ""
         if not name:

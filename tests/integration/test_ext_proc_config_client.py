@@ -70,7 +70,7 @@ class RunningServer:
             log_level="warning",
             lifespan="off",
             ws="none",
-            timeout_graceful_shutdown=1,
+            timeout_graceful_shutdown=0.5,
         )
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None

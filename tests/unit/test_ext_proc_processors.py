@@ -79,12 +79,20 @@ async def test_speech_headers_strip_client_tts_headers_and_wait_for_body(source)
     common = response.request_headers.response
     assert sorted(common.header_mutation.remove_headers) == ["x-tts-model", "x-tts-priority"]
     assert not common.header_mutation.set_headers
-    assert not common.clear_route_cache
+    # Envoy matched a route with the client's headers already; removal needs a re-match.
+    assert common.clear_route_cache
     # The body must still come: no mode override that would switch it off.
     assert not response.HasField("mode_override")
     assert (ctx.method, ctx.path, ctx.query) == ("POST", "/v1/audio/speech", "x=1")
     assert ctx.endpoint is Endpoint.SPEECH
     assert ctx.outcome is None
+
+
+async def test_clean_headers_need_no_mutation_and_no_route_clear(source):
+    response, _ = await run_headers(source, "POST", "/v1/audio/speech", {"x-other": "1"})
+    common = response.request_headers.response
+    assert not common.HasField("header_mutation")
+    assert not common.clear_route_cache
 
 
 async def test_speech_without_body_is_rejected_at_headers(source):
@@ -96,6 +104,7 @@ async def test_other_paths_pass_through_and_skip_the_body(source):
     response, ctx = await run_headers(source, "GET", "/v1/models", {"x-tts-model": "espeak"})
     common = response.request_headers.response
     assert list(common.header_mutation.remove_headers) == ["x-tts-model"]
+    assert common.clear_route_cache
     assert response.mode_override == PASSTHROUGH_MODE
     assert ctx.outcome is Outcome.PASSTHROUGH
 
@@ -135,7 +144,9 @@ async def test_voices_unknown_model_is_404(source):
     assert "nope" in err.value.message and "cosyvoice3, espeak" in err.value.message
 
 
-@pytest.mark.parametrize("path", ["/v1/audio/voices", "/v1/audio/voices?model=", "/v1/audio/voices?x=1"])
+@pytest.mark.parametrize(
+    "path", ["/v1/audio/voices", "/v1/audio/voices?model=", "/v1/audio/voices?x=1"]
+)
 async def test_voices_missing_model_is_400(source, path):
     with pytest.raises(InvalidRequestError) as err:
         await run_headers(source, "GET", path)

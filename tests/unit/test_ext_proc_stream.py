@@ -64,13 +64,16 @@ async def test_routed_request_is_counted_once_and_timed_per_phase():
     assert [r.WhichOneof("response") for r in out] == ["request_headers", "request_body"]
     assert _count(registry, "routed") == 1
     for phase in ("request_headers", "request_body"):
-        assert registry.get_sample_value(
-            "ttsgw_filter_duration_seconds_count", {"phase": phase}
-        ) == 1
+        assert (
+            registry.get_sample_value("ttsgw_filter_duration_seconds_count", {"phase": phase}) == 1
+        )
     assert registry.get_sample_value("ttsgw_filter_config_revision") == 0
-    assert registry.get_sample_value(
-        "ttsgw_filter_config_version_info", {"version": "v1", "models": "1"}
-    ) == 1
+    assert (
+        registry.get_sample_value(
+            "ttsgw_filter_config_version_info", {"version": "v1", "models": "1"}
+        )
+        == 1
+    )
 
 
 async def test_rejection_is_immediate_and_ends_the_stream():

@@ -11,7 +11,7 @@ from control_plane.errors import InconsistentSnapshotError
 from control_plane.xds import testing
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.fleet import Fleet
-from control_plane.xds.resources import CLUSTER, ROUTE
+from control_plane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from control_plane.xds.snapshot import Snapshot
 
 
@@ -63,13 +63,30 @@ async def test_a_later_version_acked_counts_as_at_least() -> None:
     assert fleet.converged({ROUTE: "v1"})
 
 
-async def test_unsubscribed_types_do_not_hold_convergence_back() -> None:
+async def test_unsubscribed_eds_and_rds_do_not_hold_convergence_back() -> None:
     fleet = Fleet()
     record = fleet.open_stream("a", "gw", "1.40.0")
     record.subscribe(CLUSTER)
     record.sent(CLUSTER, "c1")
     record.acked(CLUSTER, "c1")
-    assert fleet.converged({CLUSTER: "c1", ROUTE: "r1"})
+    assert fleet.converged({CLUSTER: "c1", ROUTE: "r1", ENDPOINT: "e1"})
+    # LDS is always asked for by an ADS Envoy: not yet subscribed means not yet converged.
+    assert not fleet.converged({CLUSTER: "c1", LISTENER: "l1"})
+
+
+async def test_min_nodes_waits_for_the_first_envoy() -> None:
+    fleet = Fleet()
+    assert not fleet.converged({CLUSTER: "c1"}, min_nodes=1)
+    assert await fleet.wait_for_ack({CLUSTER: "c1"}, timeout=0.05, min_nodes=1) is None
+
+    def connect() -> None:
+        record = fleet.open_stream("a", "gw", "1.40.0")
+        record.subscribe(CLUSTER)
+        record.sent(CLUSTER, "c1")
+        record.acked(CLUSTER, "c1")
+
+    asyncio.get_running_loop().call_later(0.05, connect)
+    assert await fleet.wait_for_ack({CLUSTER: "c1"}, timeout=5, min_nodes=1) is not None
 
 
 async def test_disconnect_releases_waiters() -> None:
