@@ -31,7 +31,5 @@ def diff_states(old: DesiredState, new: DesiredState) -> list[dict[str, Any]]:
         elif path not in before:
             changes.append({"path": path, "op": "added", "old": None, "new": after[path]})
         elif before[path] != after[path]:
-            changes.append(
-                {"path": path, "op": "changed", "old": before[path], "new": after[path]}
-            )
+            changes.append({"path": path, "op": "changed", "old": before[path], "new": after[path]})
     return changes

@@ -17,9 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 # Names become Envoy cluster names and header values; keep them boring. Underscores
 # are reserved for the control plane's own clusters (e.g. ``ttsgw_ext_proc``).
-Name = Annotated[
-    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$", max_length=63)
-]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$", max_length=63)]
 BackendKind = Literal["espeak", "cosyvoice3", "openai-compatible"]
 
 
@@ -82,12 +80,39 @@ class Split(_Strict):
     weight: Annotated[int, Field(ge=0, le=10_000)]
 
 
+# Envoy's HTTP retry conditions (x-envoy-retry-on). Checked here so a typo is a 422
+# naming the field rather than a config every Envoy silently ignores.
+RETRY_ON_CONDITIONS = frozenset(
+    {
+        "5xx",
+        "gateway-error",
+        "reset",
+        "reset-before-request",
+        "connect-failure",
+        "envoy-ratelimited",
+        "retriable-4xx",
+        "refused-stream",
+        "retriable-status-codes",
+        "retriable-headers",
+        "http3-post-connect-failure",
+    }
+)
+
+
 class RetryPolicy(_Strict):
-    retry_on: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+(,[a-z0-9-]+)*$")] = (
-        "gateway-error,connect-failure,refused-stream"
-    )
+    retry_on: str = "gateway-error,connect-failure,refused-stream"
     num_retries: Annotated[int, Field(ge=0, le=10)] = 3
     per_try_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+    @field_validator("retry_on")
+    @classmethod
+    def _known_conditions(cls, value: str) -> str:
+        unknown = sorted(set(value.split(",")) - RETRY_ON_CONDITIONS)
+        if unknown:
+            raise ValueError(
+                f"unknown retry condition(s) {unknown}; use {sorted(RETRY_ON_CONDITIONS)}"
+            )
+        return value
 
 
 class ModelSpec(_Strict):
@@ -125,16 +150,18 @@ class DesiredState(_Strict):
         return min(self.models) if self.models else None
 
 
-def default_state(espeak_port: int = 8101, cosyvoice3_port: int = 8102) -> DesiredState:
+LOCAL_ESPEAK = Endpoint(host="127.0.0.1", port=8101)
+LOCAL_COSYVOICE3 = Endpoint(host="127.0.0.1", port=8102)
+
+
+def default_state(
+    espeak: Endpoint = LOCAL_ESPEAK, cosyvoice3: Endpoint = LOCAL_COSYVOICE3
+) -> DesiredState:
     """The config `ttsgw up` seeds on first start: one backend and one model per worker."""
     return DesiredState(
         backends={
-            "espeak": BackendSpec(
-                kind="espeak", endpoints=[Endpoint(host="127.0.0.1", port=espeak_port)]
-            ),
-            "cosyvoice3": BackendSpec(
-                kind="cosyvoice3", endpoints=[Endpoint(host="127.0.0.1", port=cosyvoice3_port)]
-            ),
+            "espeak": BackendSpec(kind="espeak", endpoints=[espeak]),
+            "cosyvoice3": BackendSpec(kind="cosyvoice3", endpoints=[cosyvoice3]),
         },
         models={
             "espeak": ModelSpec(splits=[Split(backend="espeak", weight=100)]),

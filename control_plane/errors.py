@@ -1,13 +1,13 @@
 """Errors of the control plane, mapped to the admin API's wire format in one place (api/errors.py).
 
-    ControlPlaneError
-    ├── InvalidStateError        422  the desired state breaks a rule; names the field
-    ├── ConflictError            409  a reference would dangle, or a rollout owns the model
-    ├── NotFoundError            404  no such backend, model or revision
-    ├── PreconditionFailedError  412  If-Match names a revision that is no longer the head
-    ├── InconsistentSnapshotError     the translator produced resources that reference
-    │                                 missing ones; a bug, never pushed
-    └── StoreError               503  the revision store cannot be read or written
+ControlPlaneError
+├── InvalidStateError        422  the desired state breaks a rule; names the field
+├── ConflictError            409  a reference would dangle, or a rollout owns the model
+├── NotFoundError            404  no such backend, model or revision
+├── PreconditionFailedError  412  If-Match names a revision that is no longer the head
+├── InconsistentSnapshotError     the translator produced resources that reference
+│                                 missing ones; a bug, never pushed
+└── StoreError               503  the revision store cannot be read or written
 """
 
 from __future__ import annotations

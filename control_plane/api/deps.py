@@ -40,7 +40,9 @@ class WriteOptions:
 
 
 def _write_options(
-    wait: Annotated[Literal["acked"] | None, Query(description="'acked' blocks until every Envoy ACKs")] = None,
+    wait: Annotated[
+        Literal["acked"] | None, Query(description="'acked' blocks until every Envoy ACKs")
+    ] = None,
     timeout_s: Annotated[float, Query(gt=0, le=300)] = 30.0,
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
     x_author: Annotated[str | None, Header(alias="X-Author", max_length=200)] = None,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,11 +16,11 @@ from control_plane.errors import ControlPlaneError
 log = logging.getLogger(__name__)
 
 
-def error_body(code: str, message: str, field: str | None = None) -> dict[str, object]:
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "field": field}}
 
 
-def _field_of(loc: tuple[object, ...] | list[object]) -> str:
+def _field_of(loc: Sequence[object]) -> str:
     # FastAPI prefixes the location with "body"/"query"/"path"; ops think in fields.
     parts = [str(p) for p in loc]
     if parts and parts[0] in {"body", "query", "path", "header"}:

@@ -39,11 +39,17 @@ def _model_not_default(state: DesiredState, name: str) -> None:
 
 
 backends = collection_router(
-    kind="backend", attr="backends", spec=BackendSpec, public=BackendPublic,
+    kind="backend",
+    attr="backends",
+    spec=BackendSpec,
+    public=BackendPublic,
     before_delete=_backend_unused,
 )
 models = collection_router(
-    kind="model", attr="models", spec=ModelSpec, public=ModelPublic,
+    kind="model",
+    attr="models",
+    spec=ModelSpec,
+    public=ModelPublic,
     before_delete=_model_not_default,
 )
 
@@ -67,8 +73,11 @@ async def put_splits(
 
     weights = ", ".join(f"{s.backend}={s.weight}" for s in body.splits)
     result = await cp.apply(
-        mutate, author=opts.author, message=f"set splits of {name}: {weights}",
-        if_match=opts.if_match, wait_acked=opts.wait_acked,
+        mutate,
+        author=opts.author,
+        message=f"set splits of {name}: {weights}",
+        if_match=opts.if_match,
+        wait_acked=opts.wait_acked,
     )
     return result.public()
 
@@ -107,11 +116,16 @@ async def diff_revision(
 
 
 @revisions.post("/{number}/restore", summary="Make an old revision's state the new head")
-async def restore_revision(number: int, cp: ControlPlaneDep, opts: WriteOptionsDep) -> dict[str, Any]:
+async def restore_revision(
+    number: int, cp: ControlPlaneDep, opts: WriteOptionsDep
+) -> dict[str, Any]:
     target = cp.store.get(number)
     result = await cp.apply(
-        lambda _: target.state, author=opts.author, message=f"restore revision {number}",
-        if_match=opts.if_match, wait_acked=opts.wait_acked,
+        lambda _: target.state,
+        author=opts.author,
+        message=f"restore revision {number}",
+        if_match=opts.if_match,
+        wait_acked=opts.wait_acked,
     )
     return result.public()
 
@@ -126,10 +140,15 @@ async def get_state(cp: ControlPlaneDep, response: Response) -> dict[str, Any]:
 
 
 @system.put("/state", summary="Replace the whole desired state (declarative apply)")
-async def put_state(body: DesiredState, cp: ControlPlaneDep, opts: WriteOptionsDep) -> dict[str, Any]:
+async def put_state(
+    body: DesiredState, cp: ControlPlaneDep, opts: WriteOptionsDep
+) -> dict[str, Any]:
     result = await cp.apply(
-        lambda _: body, author=opts.author, message="apply whole state",
-        if_match=opts.if_match, wait_acked=opts.wait_acked,
+        lambda _: body,
+        author=opts.author,
+        message="apply whole state",
+        if_match=opts.if_match,
+        wait_acked=opts.wait_acked,
     )
     return result.public()
 

@@ -47,9 +47,7 @@ class AdsServicer:
         stream = AdsStream(self._fleet, self._metrics, self._cache.snapshot())
         self._metrics.streams.inc()
         next_request = asyncio.ensure_future(anext(requests))
-        next_snapshot = asyncio.ensure_future(
-            self._cache.wait_for_change(stream.snapshot_version)
-        )
+        next_snapshot = asyncio.ensure_future(self._cache.wait_for_change(stream.snapshot_version))
         try:
             while True:
                 done, _ = await asyncio.wait(

@@ -227,4 +227,3 @@ class Snapshot:
                     raise InconsistentSnapshotError(
                         f"listener {listener_name!r} uses missing route config {rds!r}"
                     )
-

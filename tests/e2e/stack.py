@@ -72,7 +72,9 @@ class Stack:
             self._start("cosyvoice3", components.cosyvoice3_worker(self.settings)),
         )
 
-    async def start_envoy(self, node_id: str = "ttsgw-envoy-1", *, admin_port: int | None = None) -> Supervised:
+    async def start_envoy(
+        self, node_id: str = "ttsgw-envoy-1", *, admin_port: int | None = None
+    ) -> Supervised:
         settings = self.settings
         if admin_port is not None or node_id in self.envoy_admin_ports:
             settings = settings.model_copy(update={"envoy_admin_port": admin_port or free_port()})
@@ -130,8 +132,11 @@ class Stack:
             except httpx.HTTPError:
                 fleet = {"nodes": [], "versions": {}}
             acked = [
-                n for n in fleet["nodes"]
-                if all(n["types"].get(t, {}).get("acked") == v for t, v in fleet["versions"].items())
+                n
+                for n in fleet["nodes"]
+                if all(
+                    n["types"].get(t, {}).get("acked") == v for t, v in fleet["versions"].items()
+                )
             ]
             if len(acked) >= nodes:
                 return fleet

@@ -287,7 +287,10 @@ def test_real_traffic_through_translated_config() -> None:
             ext_proc_port=free_port(),  # nothing listens: failure_mode_allow must kick in
             access_log_path=str(access_log),
         )
-        state = default_state(espeak_port=espeak_port, cosyvoice3_port=cosy_port)
+        state = default_state(
+            Endpoint(host="127.0.0.1", port=espeak_port),
+            Endpoint(host="127.0.0.1", port=cosy_port),
+        )
         with running_envoy(static_bootstrap(translate(state, options)), workdir) as admin_port:
             status, headers, body = request(
                 listener_port,

@@ -63,7 +63,10 @@ async def test_openai_sdk_gets_audio_through_the_gateway(stack: Stack) -> None:
     for model in ("espeak", "cosyvoice3"):
         raw = await asyncio.to_thread(
             client.audio.speech.with_raw_response.create,
-            model=model, voice="alloy", input="Hello from the ttsgw gateway.", response_format="wav",
+            model=model,
+            voice="alloy",
+            input="Hello from the ttsgw gateway.",
+            response_format="wav",
         )
         assert raw.headers["x-tts-backend"] == model
         assert raw.headers["x-request-id"]
@@ -111,10 +114,17 @@ async def test_invalid_and_dangling_writes_change_nothing(stack: Stack) -> None:
     before = await stack.fleet()
     async with stack.admin_client() as admin:
         attempts = [
-            await admin.put("/api/v1/models/espeak/splits", json={"splits": [{"backend": "espeak", "weight": -1}]}),
-            await admin.put("/api/v1/models/bad", json={"splits": [{"backend": "missing", "weight": 5}]}),
+            await admin.put(
+                "/api/v1/models/espeak/splits",
+                json={"splits": [{"backend": "espeak", "weight": -1}]},
+            ),
+            await admin.put(
+                "/api/v1/models/bad", json={"splits": [{"backend": "missing", "weight": 5}]}
+            ),
             await admin.delete("/api/v1/backends/espeak"),
-            await admin.put("/api/v1/backends/x", content=b"{oops", headers={"content-type": "application/json"}),
+            await admin.put(
+                "/api/v1/backends/x", content=b"{oops", headers={"content-type": "application/json"}
+            ),
             await admin.post("/api/v1/revisions/999/restore"),
         ]
     assert [r.status_code for r in attempts] == [422, 409, 409, 422, 404]
@@ -130,7 +140,8 @@ async def test_gateway_keeps_serving_while_the_filter_is_down(stack: Stack) -> N
         async with httpx.AsyncClient(base_url=stack.gateway, timeout=30) as client:
             for _ in range(3):
                 r = await client.post(
-                    "/v1/audio/speech", json={"model": "espeak", "input": "still here", "voice": "alloy"}
+                    "/v1/audio/speech",
+                    json={"model": "espeak", "input": "still here", "voice": "alloy"},
                 )
                 assert r.status_code == 200, r.text
                 assert r.headers["x-tts-degraded"] == "filter-unavailable"
@@ -150,7 +161,8 @@ async def test_control_plane_sigkill_under_traffic(stack: Stack) -> None:
         async with httpx.AsyncClient(base_url=stack.gateway, timeout=30) as client:
             while not stop.is_set():
                 r = await client.post(
-                    "/v1/audio/speech", json={"model": "espeak", "input": "resilient", "voice": "alloy"}
+                    "/v1/audio/speech",
+                    json={"model": "espeak", "input": "resilient", "voice": "alloy"},
                 )
                 outcomes[r.status_code] += 1
 

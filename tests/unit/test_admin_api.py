@@ -23,7 +23,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 async def cp() -> ControlPlane:
-    control_plane = ControlPlane(InMemoryRevisionStore(), SnapshotCache(), Fleet(), TranslatorOptions())
+    control_plane = ControlPlane(
+        InMemoryRevisionStore(), SnapshotCache(), Fleet(), TranslatorOptions()
+    )
     await control_plane.start(default_state())
     return control_plane
 
@@ -37,7 +39,13 @@ async def client(cp: ControlPlane) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_every_endpoint_but_healthz_needs_the_token(client: httpx.AsyncClient) -> None:
-    for path in ("/api/v1/backends", "/api/v1/models", "/api/v1/fleet", "/metrics", "/openapi.json"):
+    for path in (
+        "/api/v1/backends",
+        "/api/v1/models",
+        "/api/v1/fleet",
+        "/metrics",
+        "/openapi.json",
+    ):
         response = await client.get(path, headers={"Authorization": "Bearer wrong"})
         assert response.status_code == 401, path
         assert response.json()["error"]["code"] == "unauthorized"
@@ -49,7 +57,11 @@ async def test_every_endpoint_but_healthz_needs_the_token(client: httpx.AsyncCli
 async def test_create_backend_and_model_then_read_back(client: httpx.AsyncClient) -> None:
     r = await client.post(
         "/api/v1/backends",
-        json={"name": "canary", "kind": "espeak", "endpoints": [{"host": "127.0.0.1", "port": 9999}]},
+        json={
+            "name": "canary",
+            "kind": "espeak",
+            "endpoints": [{"host": "127.0.0.1", "port": 9999}],
+        },
     )
     assert r.status_code == 201, r.text
     assert r.json()["revision"] == 2
@@ -70,13 +82,19 @@ async def test_invalid_write_is_422_naming_the_field_and_changes_nothing(
     client: httpx.AsyncClient, cp: ControlPlane
 ) -> None:
     before = cp.snapshot.version
-    r = await client.put("/api/v1/models/espeak/splits", json={"splits": [{"backend": "espeak", "weight": -5}]})
+    r = await client.put(
+        "/api/v1/models/espeak/splits", json={"splits": [{"backend": "espeak", "weight": -5}]}
+    )
     assert r.status_code == 422
     assert r.json()["error"]["field"] == "splits.0.weight"
-    r = await client.put("/api/v1/models/espeak/splits", json={"splits": [{"backend": "espeak", "weight": 0}]})
+    r = await client.put(
+        "/api/v1/models/espeak/splits", json={"splits": [{"backend": "espeak", "weight": 0}]}
+    )
     assert r.status_code == 422
     assert "at least one weight" in r.json()["error"]["message"]
-    r = await client.put("/api/v1/backends/x", content=b"{not json", headers={"content-type": "application/json"})
+    r = await client.put(
+        "/api/v1/backends/x", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 422
     assert cp.head.number == 1 and cp.snapshot.version == before
 
@@ -84,13 +102,17 @@ async def test_invalid_write_is_422_naming_the_field_and_changes_nothing(
 async def test_dangling_references_are_409_and_change_nothing(
     client: httpx.AsyncClient, cp: ControlPlane
 ) -> None:
-    r = await client.put("/api/v1/models/ghostly", json={"splits": [{"backend": "ghost", "weight": 1}]})
+    r = await client.put(
+        "/api/v1/models/ghostly", json={"splits": [{"backend": "ghost", "weight": 1}]}
+    )
     assert r.status_code == 409
     assert r.json()["error"]["field"] == "models.ghostly.splits.0.backend"
     r = await client.delete("/api/v1/backends/espeak")
     assert r.status_code == 409
     assert "still used by model(s) espeak" in r.json()["error"]["message"]
-    r = await client.post("/api/v1/backends", json={"name": "espeak", "endpoints": [{"host": "h", "port": 1}]})
+    r = await client.post(
+        "/api/v1/backends", json={"name": "espeak", "endpoints": [{"host": "h", "port": 1}]}
+    )
     assert r.status_code == 409
     assert cp.head.number == 1
 
@@ -109,7 +131,9 @@ async def test_weight_change_is_route_only(client: httpx.AsyncClient, cp: Contro
     before = cp.snapshot.versions
     r = await client.put(
         "/api/v1/models/espeak/splits",
-        json={"splits": [{"backend": "espeak", "weight": 60}, {"backend": "cosyvoice3", "weight": 40}]},
+        json={
+            "splits": [{"backend": "espeak", "weight": 60}, {"backend": "cosyvoice3", "weight": 40}]
+        },
     )
     assert r.status_code == 200
     after = cp.snapshot.versions
@@ -123,8 +147,12 @@ async def test_identical_write_creates_no_revision(client: httpx.AsyncClient) ->
     assert r.json() == {**r.json(), "revision": 1, "changed": False}
 
 
-async def test_revisions_list_show_diff_restore(client: httpx.AsyncClient, cp: ControlPlane) -> None:
-    await client.put("/api/v1/models/espeak/splits", json={"splits": [{"backend": "espeak", "weight": 7}]})
+async def test_revisions_list_show_diff_restore(
+    client: httpx.AsyncClient, cp: ControlPlane
+) -> None:
+    await client.put(
+        "/api/v1/models/espeak/splits", json={"splits": [{"backend": "espeak", "weight": 7}]}
+    )
     listing = (await client.get("/api/v1/revisions")).json()
     assert listing["head"] == 2 and [r["revision"] for r in listing["revisions"]] == [2, 1]
     shown = (await client.get("/api/v1/revisions/1")).json()
@@ -154,7 +182,9 @@ async def test_gateway_config_long_polls(client: httpx.AsyncClient) -> None:
     unchanged = await client.get(f"/api/v1/gateway-config?after={first['version']}&timeout_s=0.2")
     assert unchanged.status_code == 304
     await client.put("/api/v1/models/new", json={"splits": [{"backend": "espeak", "weight": 1}]})
-    changed = (await client.get(f"/api/v1/gateway-config?after={first['version']}&timeout_s=5")).json()
+    changed = (
+        await client.get(f"/api/v1/gateway-config?after={first['version']}&timeout_s=5")
+    ).json()
     assert "new" in changed["models"] and changed["version"] != first["version"]
 
 

@@ -42,7 +42,9 @@ def test_invalid_weights_are_rejected(splits: list[dict[str, object]], message: 
 
 def test_names_and_unknown_fields_are_rejected() -> None:
     with pytest.raises(ValidationError):
-        DesiredState.model_validate({"backends": {"Bad_Name": {"endpoints": [{"host": "h", "port": 1}]}}})
+        DesiredState.model_validate(
+            {"backends": {"Bad_Name": {"endpoints": [{"host": "h", "port": 1}]}}}
+        )
     with pytest.raises(ValidationError, match="Extra inputs"):
         ModelSpec.model_validate({"splits": [{"backend": "a", "weight": 1}], "wieght": 3})
 
@@ -65,9 +67,25 @@ def test_default_state_is_consistent() -> None:
 def test_diff_names_changed_leaves() -> None:
     old = default_state()
     new = old.model_copy(
-        update={"models": {**old.models, "espeak": ModelSpec(splits=[Split(backend="espeak", weight=7)])}}
+        update={
+            "models": {
+                **old.models,
+                "espeak": ModelSpec(splits=[Split(backend="espeak", weight=7)]),
+            }
+        }
     )
     changes = diff_states(old, new)
     assert changes == [
         {"path": "models.espeak.splits.0.weight", "op": "changed", "old": 100, "new": 7}
     ]
+
+
+def test_unknown_retry_condition_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="unknown retry condition"):
+        ModelSpec.model_validate(
+            {"splits": [{"backend": "a", "weight": 1}], "retry_policy": {"retry_on": "5xx,oops"}}
+        )
+    ok = ModelSpec.model_validate(
+        {"splits": [{"backend": "a", "weight": 1}], "retry_policy": {"retry_on": "5xx,reset"}}
+    )
+    assert ok.retry_policy.retry_on == "5xx,reset"

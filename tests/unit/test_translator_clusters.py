@@ -47,7 +47,7 @@ def test_one_cluster_per_backend_plus_ext_proc_sorted() -> None:
 
 
 def test_ip_backend_uses_eds_with_matching_assignment() -> None:
-    resources = translate(default_state(espeak_port=9001), TranslatorOptions())
+    resources = translate(default_state(Endpoint(host="127.0.0.1", port=9001)), TranslatorOptions())
     espeak = {c.name: c for c in resources.clusters}["espeak"]
     assert espeak.type == Cluster.EDS
     assert espeak.eds_cluster_config.eds_config.HasField("ads")
