@@ -132,7 +132,9 @@ class Stack:
             self.envoy_admin_ports.append(settings.envoy_admin_port)
             bootstrap = self.settings.state_dir / f"bootstrap-{node_id}.json"
             subprocess.run(components.bootstrap_argv(settings, bootstrap, node_id), check=True)
-            child = Supervised(components.envoy(settings, bootstrap, node_id), self.settings.log_dir)
+            child = Supervised(
+                components.envoy(settings, bootstrap, node_id), self.settings.log_dir
+            )
             self.children.append(child)
             await child.start()
             starting.append(child)
@@ -159,6 +161,16 @@ class Stack:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGKILL)
 
+    async def listeners_active(self) -> int:
+        """How many Envoys have their listener bound (all share one port via SO_REUSEPORT)."""
+        active = 0
+        async with httpx.AsyncClient(timeout=10) as client:
+            for port in self.envoy_admin_ports:
+                url = f"http://127.0.0.1:{port}/stats?filter=^listener_manager.total_listeners_active$"
+                text = (await client.get(url)).text
+                active += text.strip().endswith(": 1")
+        return active
+
     async def fleet(self) -> dict[str, Any]:
         async with self.client(timeout=30) as client:
             response = await client.get("/api/v1/fleet")
@@ -174,7 +186,9 @@ class Stack:
             done = [
                 n
                 for n in fleet["nodes"]
-                if all(n["types"].get(t, {}).get("acked") == v for t, v in fleet["versions"].items())
+                if all(
+                    n["types"].get(t, {}).get("acked") == v for t, v in fleet["versions"].items()
+                )
             ]
             if len(done) >= nodes:
                 return fleet

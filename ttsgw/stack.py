@@ -121,6 +121,7 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, help="where revisions, logs and the token live")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # readiness polls are noise
     overrides = {"state_dir": args.state_dir} if args.state_dir else {}
     settings = StackSettings(**overrides)
 
