@@ -53,11 +53,14 @@ class Stack:
     def admin(self) -> str:
         return f"http://127.0.0.1:{self.settings.admin_port}"
 
-    async def _start(self, key: str, component: components.Component) -> Supervised:
+    async def _start(
+        self, key: str, component: components.Component, *, wait: bool = True
+    ) -> Supervised:
         child = Supervised(component, self.settings.log_dir)
         self.children[key] = child
         await child.start()
-        await child.wait_ready(60)
+        if wait:
+            await child.wait_ready(60)
         return child
 
     async def start_control_plane(self) -> Supervised:
@@ -73,7 +76,7 @@ class Stack:
         )
 
     async def start_envoy(
-        self, node_id: str = "ttsgw-envoy-1", *, admin_port: int | None = None
+        self, node_id: str = "ttsgw-envoy-1", *, admin_port: int | None = None, wait: bool = True
     ) -> Supervised:
         settings = self.settings
         if admin_port is not None or node_id in self.envoy_admin_ports:
@@ -81,7 +84,9 @@ class Stack:
         self.envoy_admin_ports[node_id] = settings.envoy_admin_port
         bootstrap = self.settings.state_dir / f"bootstrap-{node_id}.json"
         subprocess.run(components.bootstrap_argv(settings, bootstrap, node_id), check=True)
-        return await self._start(f"envoy:{node_id}", components.envoy(settings, bootstrap, node_id))
+        return await self._start(
+            f"envoy:{node_id}", components.envoy(settings, bootstrap, node_id), wait=wait
+        )
 
     async def start_all(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
