@@ -13,8 +13,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,24 @@ def summary(values: Iterable[float | None]) -> tuple[float, float, float]:
     if not real:
         return math.nan, math.nan, math.nan
     return percentile(real, 50), percentile(real, 99), max(real)
+
+
+def run_main(main: Coroutine[Any, Any, int]) -> int:
+    """asyncio.run where Ctrl-C and SIGTERM unwind `main`, so its `finally` stops the stack."""
+    # A shell starts background jobs with SIGINT ignored; Ctrl-C / kill -INT must still work.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    async def guarded() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await main
+
+    try:
+        return asyncio.run(guarded())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; every process the benchmark started was stopped", file=sys.stderr)
+        return 130
 
 
 def rss_mb(pid: int) -> float:

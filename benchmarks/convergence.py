@@ -15,14 +15,13 @@ checks that no node NACKed anything.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from _harness import Stack, rss_mb, splits_body, stack, summary, synthetic_state
+from _harness import Stack, rss_mb, run_main, splits_body, stack, summary, synthetic_state
 
 TARGET_CELL = (1000, 16)
 TARGET_P50_MS, TARGET_P99_MS = 50.0, 200.0
@@ -166,7 +165,7 @@ def print_table(cells: list[Cell]) -> None:
     )
 
 
-async def main(args: argparse.Namespace) -> list[Cell]:
+async def main(args: argparse.Namespace) -> int:
     cells: list[Cell] = []
     for envoys in args.envoy_list:
         async with stack(f"convergence-{envoys}") as running:
@@ -191,18 +190,12 @@ async def main(args: argparse.Namespace) -> list[Cell]:
                     f"p50 {p50:.1f} ms p99 {p99:.1f} ms ({time.perf_counter() - started:.0f}s)",
                     flush=True,
                 )
-    return cells
+    print_table(cells)
+    return 0
 
 
 def run(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        cells = asyncio.run(main(args))
-    except KeyboardInterrupt:
-        print("interrupted; every started process was stopped", file=sys.stderr)
-        return 130
-    print_table(cells)
-    return 0
+    return run_main(main(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 import grpc
-from _harness import Stack, rss_mb, splits_body, stack, summary, synthetic_state
+from _harness import Stack, rss_mb, run_main, splits_body, stack, summary, synthetic_state
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.service.discovery.v3.ads_pb2_grpc import AggregatedDiscoveryServiceStub
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
@@ -216,11 +216,7 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def run(argv: list[str] | None = None) -> int:
-    try:
-        return asyncio.run(main(parse_args(argv)))
-    except KeyboardInterrupt:
-        print("interrupted; every started process was stopped", file=sys.stderr)
-        return 130
+    return run_main(main(parse_args(argv)))
 
 
 if __name__ == "__main__":
