@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass, replace
 from typing import Any
 
+from control_plane.translator.protos import is_ip_literal
+
 XDS_CLUSTER = "ttsgw_xds"
 _HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _ADS = {"ads": {}, "resource_api_version": "V3"}
@@ -75,14 +77,6 @@ def _check(opts: BootstrapOptions) -> None:
         )
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def _socket_address(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
@@ -90,7 +84,7 @@ def _socket_address(host: str, port: int) -> dict[str, Any]:
 def _xds_cluster(opts: BootstrapOptions) -> dict[str, Any]:
     cluster: dict[str, Any] = {
         "name": XDS_CLUSTER,
-        "type": "STATIC" if _is_ip(opts.xds_host) else "STRICT_DNS",
+        "type": "STATIC" if is_ip_literal(opts.xds_host) else "STRICT_DNS",
         "connect_timeout": "1s",
         "load_assignment": {
             "cluster_name": XDS_CLUSTER,

@@ -76,14 +76,7 @@ def collection_router(
                 )
             return _replace(state, attr, {**current, name: spec.model_validate(data)})
 
-        result = await cp.apply(
-            mutate,
-            author=opts.author,
-            message=f"create {kind} {name}",
-            if_match=opts.if_match,
-            wait_acked=opts.wait_acked,
-        )
-        return result.public()
+        return await opts.apply(cp, mutate, f"create {kind} {name}")
 
     @router.put("/{name}", summary=f"Create or replace a {kind}")
     async def put_item(
@@ -95,14 +88,7 @@ def collection_router(
         def mutate(state: DesiredState) -> DesiredState:
             return _replace(state, attr, {**items(state), name: body})
 
-        result = await cp.apply(
-            mutate,
-            author=opts.author,
-            message=f"put {kind} {name}",
-            if_match=opts.if_match,
-            wait_acked=opts.wait_acked,
-        )
-        return result.public()
+        return await opts.apply(cp, mutate, f"put {kind} {name}")
 
     @router.delete("/{name}", summary=f"Delete a {kind}")
     async def delete_item(
@@ -117,13 +103,6 @@ def collection_router(
             del current[name]
             return _replace(state, attr, current)
 
-        result = await cp.apply(
-            mutate,
-            author=opts.author,
-            message=f"delete {kind} {name}",
-            if_match=opts.if_match,
-            wait_acked=opts.wait_acked,
-        )
-        return result.public()
+        return await opts.apply(cp, mutate, f"delete {kind} {name}")
 
     return router

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Header, HTTPException, Query, Request
 
 from control_plane.errors import InvalidStateError
-from control_plane.service import ControlPlane
+from control_plane.service import ControlPlane, Mutation
 
 
 def require_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
@@ -37,6 +37,17 @@ class WriteOptions:
     author: str
     if_match: int | None
     wait_acked: float | None
+
+    async def apply(self, cp: ControlPlane, mutate: Mutation, message: str) -> dict[str, Any]:
+        """Apply one write with these options; the reply body every write endpoint returns."""
+        result = await cp.apply(
+            mutate,
+            author=self.author,
+            message=message,
+            if_match=self.if_match,
+            wait_acked=self.wait_acked,
+        )
+        return result.public()
 
 
 def _write_options(

@@ -72,14 +72,7 @@ async def put_splits(
         return state.model_copy(update={"models": {**state.models, name: updated}})
 
     weights = ", ".join(f"{s.backend}={s.weight}" for s in body.splits)
-    result = await cp.apply(
-        mutate,
-        author=opts.author,
-        message=f"set splits of {name}: {weights}",
-        if_match=opts.if_match,
-        wait_acked=opts.wait_acked,
-    )
-    return result.public()
+    return await opts.apply(cp, mutate, f"set splits of {name}: {weights}")
 
 
 revisions = APIRouter(prefix="/revisions", tags=["revisions"])
@@ -120,14 +113,7 @@ async def restore_revision(
     number: int, cp: ControlPlaneDep, opts: WriteOptionsDep
 ) -> dict[str, Any]:
     target = cp.store.get(number)
-    result = await cp.apply(
-        lambda _: target.state,
-        author=opts.author,
-        message=f"restore revision {number}",
-        if_match=opts.if_match,
-        wait_acked=opts.wait_acked,
-    )
-    return result.public()
+    return await opts.apply(cp, lambda _: target.state, f"restore revision {number}")
 
 
 system = APIRouter(tags=["state"])
@@ -143,14 +129,7 @@ async def get_state(cp: ControlPlaneDep, response: Response) -> dict[str, Any]:
 async def put_state(
     body: DesiredState, cp: ControlPlaneDep, opts: WriteOptionsDep
 ) -> dict[str, Any]:
-    result = await cp.apply(
-        lambda _: body,
-        author=opts.author,
-        message="apply whole state",
-        if_match=opts.if_match,
-        wait_acked=opts.wait_acked,
-    )
-    return result.public()
+    return await opts.apply(cp, lambda _: body, "apply whole state")
 
 
 @system.get("/fleet", summary="Connected Envoys, what each ACKed, and their last NACKs")

@@ -9,7 +9,6 @@ from envoy.config.listener.v3.listener_components_pb2 import Filter, FilterChain
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.extensions.access_loggers.file.v3.file_pb2 import FileAccessLog
 from envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2 import ExternalProcessor
-from envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import ProcessingMode
 from envoy.extensions.filters.http.router.v3.router_pb2 import Router
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -24,6 +23,7 @@ from control_plane.translator.options import (
     TranslatorOptions,
 )
 from control_plane.translator.protos import ads, duration, packed, socket_address
+from gateway.ext_proc.modes import STATIC_MODE
 
 EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
 ROUTER_FILTER = "envoy.filters.http.router"
@@ -92,15 +92,6 @@ def ext_proc(options: TranslatorOptions) -> ExternalProcessor:
         ),
         failure_mode_allow=options.ext_proc_failure_mode_allow,
         message_timeout=duration(options.ext_proc_message_timeout_ms / 1000),
-        # Headers must be SEND too: with SKIP the router has already picked a cluster
-        # before the body arrives, so re-routing by the body's model comes too late.
-        processing_mode=ProcessingMode(
-            request_header_mode=ProcessingMode.SEND,
-            request_body_mode=ProcessingMode.BUFFERED,
-            request_trailer_mode=ProcessingMode.SKIP,
-            response_header_mode=ProcessingMode.SKIP,
-            response_body_mode=ProcessingMode.NONE,
-            response_trailer_mode=ProcessingMode.SKIP,
-        ),
+        processing_mode=STATIC_MODE,
         allow_mode_override=True,
     )

@@ -14,7 +14,8 @@ from gateway.config_client import GatewayConfigSource
 from gateway.errors import InvalidRequestError
 from gateway.ext_proc.context import Endpoint, Outcome, RequestContext, classify
 from gateway.ext_proc.headers import MODEL_HEADER, header_dict, mutation, reserved_headers
-from gateway.ext_proc.responses import PASSTHROUGH_MODE, continue_request_headers
+from gateway.ext_proc.modes import PASSTHROUGH_MODE
+from gateway.ext_proc.responses import continue_request_headers
 from gateway.ext_proc.routing import require_known_model
 
 

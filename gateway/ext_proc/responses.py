@@ -19,19 +19,6 @@ from gateway.errors import RequestRejected
 from gateway.ext_proc.headers import set_header
 from gateway.openai_errors import CONTENT_TYPE, error_body
 
-# Sent with the headers response of requests the filter has no business with, so Envoy
-# streams their bodies instead of buffering them for us. Envoy replaces the whole mode
-# (an unset header mode means SEND), so every field is spelled out; it mirrors the
-# translator's mode with the body switched off.
-PASSTHROUGH_MODE = ProcessingMode(
-    request_header_mode=ProcessingMode.SEND,
-    response_header_mode=ProcessingMode.SKIP,
-    request_body_mode=ProcessingMode.NONE,
-    response_body_mode=ProcessingMode.NONE,
-    request_trailer_mode=ProcessingMode.SKIP,
-    response_trailer_mode=ProcessingMode.SKIP,
-)
-
 
 def _common(header_mutation: HeaderMutation | None, clear_route_cache: bool) -> CommonResponse:
     common = CommonResponse(clear_route_cache=clear_route_cache)
