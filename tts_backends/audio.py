@@ -88,26 +88,31 @@ def encode(samples: np.ndarray, fmt: AudioFormat, rate: int = OUTPUT_RATE) -> by
 
 
 def decode_prompt_audio(b64: str) -> bytes:
-    """Validate a base64 WAV/FLAC reference clip (>= 16 kHz, <= 30 s) and return its bytes."""
+    """Decode and validate a base64 WAV/FLAC reference clip; return its bytes."""
     try:
         raw = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidPromptAudioError("prompt_audio is not valid base64.") from exc
+    return validate_prompt_audio(raw)
+
+
+def validate_prompt_audio(raw: bytes, what: str = "prompt_audio") -> bytes:
+    """Check a reference clip is WAV/FLAC, >= 16 kHz and <= 30 s; return it unchanged."""
     try:
         info = sf.info(io.BytesIO(raw))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise InvalidPromptAudioError("prompt_audio must be a WAV or FLAC file.") from exc
+        raise InvalidPromptAudioError(f"{what} must be a WAV or FLAC file.") from exc
     if info.format not in ("WAV", "FLAC"):
-        raise InvalidPromptAudioError(f"prompt_audio must be WAV or FLAC, got {info.format}.")
+        raise InvalidPromptAudioError(f"{what} must be WAV or FLAC, got {info.format}.")
     if info.samplerate < PROMPT_MIN_RATE:
         raise InvalidPromptAudioError(
-            f"prompt_audio must be sampled at >= {PROMPT_MIN_RATE} Hz, got {info.samplerate} Hz."
+            f"{what} must be sampled at >= {PROMPT_MIN_RATE} Hz, got {info.samplerate} Hz."
         )
     if info.frames / info.samplerate > PROMPT_MAX_SECONDS:
         raise InvalidPromptAudioError(
-            f"prompt_audio must be at most {PROMPT_MAX_SECONDS:g} s long, "
+            f"{what} must be at most {PROMPT_MAX_SECONDS:g} s long, "
             f"got {info.frames / info.samplerate:.1f} s."
         )
     if info.frames == 0:
-        raise InvalidPromptAudioError("prompt_audio is empty.")
+        raise InvalidPromptAudioError(f"{what} is empty.")
     return raw
