@@ -4,7 +4,7 @@ PY        := $(VENV)/bin/python
 STATE_DIR ?= .ttsgw
 STAMP     := $(VENV)/.installed
 
-.PHONY: setup up test lint bench clean
+.PHONY: setup up test lint clean
 
 setup: $(STAMP)
 	@scripts/system-packages.sh
@@ -23,10 +23,12 @@ up: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy control_plane gateway tts_backends ttsgw
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy control_plane gateway tts_backends ttsgw
 
 clean:

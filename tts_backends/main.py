@@ -46,11 +46,15 @@ def build_engine(settings: WorkerSettings) -> Engine:
     return CosyVoice3Engine(model_dir=settings.model_dir, voices_dir=settings.voices_dir)
 
 
-def run(argv: list[str] | None = None) -> int:
+def parse_settings(argv: list[str] | None = None) -> WorkerSettings:
+    """Flags over TTSGW_WORKER_* env over defaults; raises pydantic's ValidationError."""
     args = build_parser().parse_args(argv)
-    given = {k: v for k, v in vars(args).items() if v is not None}
+    return WorkerSettings(**{k: v for k, v in vars(args).items() if v is not None})
+
+
+def run(argv: list[str] | None = None) -> int:
     try:
-        settings = WorkerSettings(**given)
+        settings = parse_settings(argv)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])

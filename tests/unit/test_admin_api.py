@@ -191,3 +191,9 @@ async def test_gateway_config_long_polls(client: httpx.AsyncClient) -> None:
 async def test_metrics_show_the_revision(client: httpx.AsyncClient) -> None:
     text = (await client.get("/metrics")).text
     assert "ttsgw_revision 1.0" in text
+
+
+async def test_ui_page_is_served_without_the_token(client: httpx.AsyncClient) -> None:
+    page = await client.get("/ui/", headers={"Authorization": ""})
+    assert page.status_code == 200
+    assert "ttsgw admin" in page.text and "/api/v1" in page.text

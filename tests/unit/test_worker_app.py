@@ -114,7 +114,8 @@ async def test_unsupported_format_message_lists_formats(worker) -> None:
 
 async def test_malformed_json_is_400(worker) -> None:
     _, client = worker
-    resp = await client.post(SPEECH, content=b"{not json", headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json"}
+    resp = await client.post(SPEECH, content=b"{not json", headers=headers)
     assert_openai_error(resp, 400, None)
 
 
@@ -154,7 +155,8 @@ async def test_voices_health_and_metrics(worker) -> None:
     assert 'tts_worker_requests_total{engine="fake-tone",outcome="ok"}' in text
     assert 'tts_worker_requests_total{engine="fake-tone",outcome="bad_request"} 1.0' in text
     assert "tts_worker_synthesis_seconds_bucket" in text
-    audio_line = next(ln for ln in text.splitlines() if ln.startswith("tts_worker_audio_seconds_total"))
+    lines = text.splitlines()
+    audio_line = next(ln for ln in lines if ln.startswith("tts_worker_audio_seconds_total"))
     # Warm-up is not a request: only "hello" (0.25 s) is counted.
     assert float(audio_line.split()[-1]) == pytest.approx(0.25, abs=0.01)
 
@@ -185,7 +187,7 @@ async def test_each_app_has_its_own_metrics_registry() -> None:
         b.socket.close()
 
 
-def test_server_binds_a_free_port(worker_server_factory=None) -> None:
+def test_server_binds_a_free_port() -> None:
     server, port = create_server(FakeToneEngine(), settings())
     try:
         assert isinstance(server, WorkerServer)
