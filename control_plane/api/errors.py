@@ -37,6 +37,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            # Not a rule the state broke: the body never parsed. Say where it broke.
+            position = first.get("loc", ("body", "?"))[-1]
+            reason = first.get("ctx", {}).get("error", "invalid JSON")
+            message = f"request body is not valid JSON ({reason} at character {position})"
+            return JSONResponse(error_body("malformed_json", message), status_code=400)
         field = _field_of(first.get("loc", ()))
         message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
         body = error_body("invalid", message, field or None)

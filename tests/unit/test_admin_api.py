@@ -95,7 +95,7 @@ async def test_invalid_write_is_422_naming_the_field_and_changes_nothing(
     r = await client.put(
         "/api/v1/backends/x", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert r.status_code == 422
+    assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_json"
     assert cp.head.number == 1 and cp.snapshot.version == before
 
 
