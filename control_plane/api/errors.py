@@ -40,7 +40,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if first.get("type") == "json_invalid":
             # Not a rule the state broke: the body never parsed. Say where it broke.
             position = first.get("loc", ("body", "?"))[-1]
-            reason = first.get("ctx", {}).get("error", "invalid JSON")
+            reason = dict(first.get("ctx") or {}).get("error", "invalid JSON")
             message = f"request body is not valid JSON ({reason} at character {position})"
             return JSONResponse(error_body("malformed_json", message), status_code=400)
         field = _field_of(first.get("loc", ()))
