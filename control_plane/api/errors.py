@@ -36,11 +36,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        first: dict[str, Any] = dict(errors[0]) if errors else {"loc": (), "msg": "invalid request"}
         if first.get("type") == "json_invalid":
             # Not a rule the state broke: the body never parsed. Say where it broke.
             position = first.get("loc", ("body", "?"))[-1]
-            reason = dict(first.get("ctx") or {}).get("error", "invalid JSON")
+            reason = (first.get("ctx") or {}).get("error", "invalid JSON")
             message = f"request body is not valid JSON ({reason} at character {position})"
             return JSONResponse(error_body("malformed_json", message), status_code=400)
         field = _field_of(first.get("loc", ()))

@@ -1,4 +1,4 @@
-"""The CosyVoice3 adapter against a FAKE `cosyvoice` module (no weights here): calls, prompts, splitting."""
+"""The CosyVoice3 adapter against a FAKE `cosyvoice` module (no weights here)."""
 
 from __future__ import annotations
 
@@ -155,7 +155,8 @@ def test_split_on_cjk_and_latin_sentence_ends_and_newlines() -> None:
     assert split_text("第一句。第二句！第三句？", 4) == ["第一句。", "第二句！", "第三句？"]
     assert split_text("One. Two!\nThree?", 6) == ["One.", "Two!", "Three?"]
     # A decimal point is not a sentence end.
-    assert split_text("Pi is 3.14 today.", 10) == ["Pi is", "3.14", "today."]
+    assert split_text("Pi is 3.14 today. Yes.", 200) == ["Pi is 3.14 today. Yes."]
+    assert split_text("Pi is 3.14 today.", 10) == ["Pi is 3.14", "today."]
     assert split_text("short text", 200) == ["short text"]
     assert split_text("   ", 200) == []
 
@@ -167,7 +168,8 @@ def test_split_hard_cuts_text_without_pauses() -> None:
 
 def test_prompt_formats() -> None:
     assert zero_shot_prompt("abc") == PREFIX + "abc"
-    assert instruct_prompt("Speak fast.") == "You are a helpful assistant. Speak fast.<|endofprompt|>"
+    expected = "You are a helpful assistant. Speak fast.<|endofprompt|>"
+    assert instruct_prompt("Speak fast.") == expected
     custom = "You are a helpful assistant. 请用四川话表达。<|endofprompt|>"
     assert instruct_prompt(custom) == custom
 
