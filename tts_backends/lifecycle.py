@@ -44,9 +44,10 @@ class EngineLifecycle:
         except Exception as exc:
             # A load failure is a one-line message for the operator, not a traceback.
             self.error = exc.message if isinstance(exc, WorkerError) else f"{exc!r}"
-            log.error("engine %s failed to load: %s", self.engine.name, self.error)
             if self.on_failure is not None:
-                self.on_failure(exc)
+                self.on_failure(exc)  # the owner reports it, once
+            else:
+                log.error("engine %s failed to load: %s", self.engine.name, self.error)
 
     async def _warm_up(self) -> None:
         # An engine without voices yet (cosyvoice3 with no voices dir) warms on first use.

@@ -94,6 +94,20 @@ def test_bad_flag_value_exits_2_without_traceback() -> None:
     assert "Traceback" not in out.stderr and "port" in out.stderr
 
 
+def test_missing_espeak_binary_exits_1_with_the_install_hint() -> None:
+    env = {"PATH": "/nonexistent", "TTSGW_WORKER_LOG_LEVEL": "warning"}
+    out = subprocess.run(
+        [sys.executable, "-m", "tts_backends.main", "espeak", "--port", "0"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ttsgw worker: engine espeak failed to load:")
+    assert "apt-get install espeak-ng" in last
+    assert out.stderr.count("apt-get install") == 1
+
+
 async def test_missing_espeak_binary_says_how_to_install() -> None:
     with pytest.raises(EngineLoadError) as info:
         await EspeakEngine(binary="espeak-ng-not-installed").load()

@@ -28,7 +28,8 @@ SECONDS_PER_CHAR = 0.08
 
 def token_count(n_chars: int, speed: float) -> int:
     """Speech tokens for a text: ~0.08 s of audio per character, divided by `speed`."""
-    return max(1, math.ceil(n_chars * SECONDS_PER_CHAR * TOKEN_RATE / speed))
+    # Rounded first so float noise (7 * 0.08 * 25 = 14.000000000000002) adds no token.
+    return max(1, math.ceil(round(n_chars * SECONDS_PER_CHAR * TOKEN_RATE / speed, 6)))
 
 
 class SyntheticTTSModel(nn.Module):
