@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from control_plane.domain import DesiredState
 from control_plane.errors import InvalidStateError
+from control_plane.signals import ChangeSignal
 from control_plane.store import Revision, RevisionStore
 from control_plane.translator import TranslatorOptions, translate
 from control_plane.validation import check_references
@@ -84,7 +85,7 @@ class ControlPlane:
         self._lock = asyncio.Lock()
         self._head: Revision | None = None
         self._snapshot: Snapshot | None = None
-        self._changed = asyncio.Condition()
+        self._changed = ChangeSignal()
 
     @property
     def fleet(self) -> Fleet:
@@ -128,8 +129,7 @@ class ControlPlane:
     async def _publish(self, revision: Revision, snapshot: Snapshot) -> None:
         self._head, self._snapshot = revision, snapshot
         self._cache.set_snapshot(snapshot)
-        async with self._changed:
-            self._changed.notify_all()
+        self._changed.notify()
 
     async def apply(
         self,
@@ -190,16 +190,7 @@ class ControlPlane:
 
     async def wait_gateway_config(self, after: str | None, timeout: float) -> dict[str, Any] | None:
         """The current config if its version differs from ``after``, else wait; None on timeout."""
-        deadline = time.monotonic() + timeout
-        async with self._changed:
-            while True:
-                config = self.gateway_config()
-                if config["version"] != after:
-                    return config
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                try:
-                    await asyncio.wait_for(self._changed.wait(), remaining)
-                except TimeoutError:
-                    return None
+        waited = await self._changed.wait_until(
+            lambda: self.gateway_config()["version"] != after, timeout
+        )
+        return None if waited is None else self.gateway_config()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Protocol
 
+from control_plane.signals import ChangeSignal
 from control_plane.xds.snapshot import Snapshot
 
 
@@ -23,7 +23,7 @@ class SnapshotCache:
 
     def __init__(self) -> None:
         self._snapshot: Snapshot | None = None
-        self._changed = asyncio.Event()
+        self._changed = ChangeSignal()
 
     def snapshot(self) -> Snapshot | None:
         return self._snapshot
@@ -37,9 +37,7 @@ class SnapshotCache:
         if self._snapshot is not None and self._snapshot.version == snapshot.version:
             return False
         self._snapshot = snapshot
-        # Waking every waiter at once, then handing out a fresh event, avoids per-stream queues.
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._changed.notify()
         return True
 
     async def wait_for_change(self, version: str | None) -> Snapshot:

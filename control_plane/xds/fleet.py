@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from control_plane.signals import ChangeSignal
 from control_plane.xds.resources import CLUSTER, LISTENER, SHORT_NAMES
 
 # A stream remembers when each of its recent versions was last sent, to order ACKs of content
@@ -107,7 +107,7 @@ class Fleet:
         self._streams: dict[int, StreamRecord] = {}
         self._ids = itertools.count(1)
         self._seq = itertools.count()
-        self._changed = asyncio.Event()
+        self._changed = ChangeSignal()
 
     def open_stream(self, node_id: str, cluster: str, envoy_version: str) -> StreamRecord:
         record = StreamRecord(
@@ -127,8 +127,7 @@ class Fleet:
             self._notify()
 
     def _notify(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._changed.notify()
 
     @property
     def stream_count(self) -> int:
@@ -159,18 +158,9 @@ class Fleet:
 
         With no node connected (and `min_nodes` 0) it returns at once.
         """
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        deadline = start + timeout
-        while not self.converged(versions, min_nodes=min_nodes):
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return None
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                return None
-        return loop.time() - start
+        return await self._changed.wait_until(
+            lambda: self.converged(versions, min_nodes=min_nodes), timeout
+        )
 
     def snapshot(self) -> list[dict[str, Any]]:
         """One entry per node id, for `GET /api/v1/fleet`; the newest stream's view wins."""
