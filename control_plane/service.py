@@ -9,10 +9,10 @@ one that a restart would reload.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +39,8 @@ class WriteResult:
     revision: Revision
     changed: bool
     snapshot_version: str
-    # Seconds from the push until every connected Envoy ACKed; None when not awaited
-    # or when the wait timed out (see ``acked``).
+    # Seconds from the push until every connected Envoy ACKed (measured to the ACK,
+    # not the send); None when not awaited or when the wait timed out (see ``acked``).
     converged_s: float | None = None
     acked: bool | None = None
 
@@ -150,32 +150,22 @@ class ControlPlane:
                 )
             new_state = _mutated(mutate, head.state)
             if new_state == head.state:
-                return WriteResult(head, changed=False, snapshot_version=self.snapshot.version)
-            snapshot = self._build(new_state)
-            revision = self._store.commit(
-                new_state, author=author, message=message, expected_head=head.number
-            )
-            await self._publish(revision, snapshot)
-            log.info("revision %d by %s: %s", revision.number, author, message)
-        result = WriteResult(revision, changed=True, snapshot_version=snapshot.version)
+                result = WriteResult(head, changed=False, snapshot_version=self.snapshot.version)
+                snapshot, mark = self.snapshot, None
+            else:
+                snapshot = self._build(new_state)
+                revision = self._store.commit(
+                    new_state, author=author, message=message, expected_head=head.number
+                )
+                # Taken before the push: only ACKs of sends after it prove convergence.
+                mark = self._fleet.mark()
+                await self._publish(revision, snapshot)
+                log.info("revision %d by %s: %s", revision.number, author, message)
+                result = WriteResult(revision, changed=True, snapshot_version=snapshot.version)
         if wait_acked is None:
             return result
-        return await self.await_convergence(result, wait_acked)
-
-    async def await_convergence(self, result: WriteResult, timeout: float) -> WriteResult:
-        started = time.perf_counter()
-        waited = await self._fleet.wait_for_ack(self.snapshot.versions, timeout)
-        if waited is None:
-            return WriteResult(
-                result.revision, result.changed, result.snapshot_version, None, acked=False
-            )
-        return WriteResult(
-            result.revision,
-            result.changed,
-            result.snapshot_version,
-            converged_s=time.perf_counter() - started,
-            acked=True,
-        )
+        waited = await self._fleet.wait_for_ack(snapshot.versions, wait_acked, since=mark)
+        return dataclasses.replace(result, converged_s=waited, acked=waited is not None)
 
     # --- the gateway filter's view: a versioned contract, long-polled -------------
 

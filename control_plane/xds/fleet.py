@@ -84,15 +84,23 @@ class StreamRecord:
         self._type(type_url).nack = Nack(version=version, message=message, at=time.time())
         self.fleet._notify()
 
-    def has_acked(self, type_url: str, version: str) -> bool:
-        """True if this stream ACKed `version`, or a version sent after it, of `type_url`."""
+    def has_acked(self, type_url: str, version: str, since: int | None = None) -> bool:
+        """True if this stream runs `version` of `type_url`, or ACKed something newer.
+
+        "Newer" means a send made after `since` (a `Fleet.mark()` taken before the
+        snapshot holding `version` was published). Without `since`, a send after the last
+        send of `version`; that is only sound while `version` is not coming back, since a
+        restore re-targets a version whose old send predates what the node runs now.
+        """
         if type_url not in self.subscribed:
             return type_url not in _ALWAYS_SUBSCRIBED
         status = self.types.get(type_url)
         if status is None:
             return False
-        if status.acked == version:
+        if status.acked == version and status.sent == version:
             return True
+        if since is not None:
+            return status.acked_seq >= since
         seq = status.sent_seq.get(version)
         return seq is not None and status.acked_seq >= seq
 
@@ -136,7 +144,13 @@ class Fleet:
     def node_ids(self) -> set[str]:
         return {s.node_id for s in self._streams.values()}
 
-    def converged(self, versions: dict[str, str], *, min_nodes: int = 0) -> bool:
+    def mark(self) -> int:
+        """A point in send order; take it before publishing a snapshot you will wait for."""
+        return next(self._seq)
+
+    def converged(
+        self, versions: dict[str, str], *, min_nodes: int = 0, since: int | None = None
+    ) -> bool:
         """At least `min_nodes` nodes are connected and every stream ACKed at least `versions`.
 
         `versions` maps type URL -> version (`Snapshot.versions`). A stream must have ACKed CDS
@@ -146,20 +160,25 @@ class Fleet:
         if len(self.node_ids()) < min_nodes:
             return False
         return all(
-            stream.has_acked(type_url, version)
+            stream.has_acked(type_url, version, since)
             for stream in self._streams.values()
             for type_url, version in versions.items()
         )
 
     async def wait_for_ack(
-        self, versions: dict[str, str], timeout: float, *, min_nodes: int = 0
+        self,
+        versions: dict[str, str],
+        timeout: float,
+        *,
+        min_nodes: int = 0,
+        since: int | None = None,
     ) -> float | None:
         """Seconds until every connected node ACKed at least `versions`; None on timeout.
 
         With no node connected (and `min_nodes` 0) it returns at once.
         """
         return await self._changed.wait_until(
-            lambda: self.converged(versions, min_nodes=min_nodes), timeout
+            lambda: self.converged(versions, min_nodes=min_nodes, since=since), timeout
         )
 
     def snapshot(self) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import pytest
 from control_plane.errors import InconsistentSnapshotError
 from control_plane.xds import testing
 from control_plane.xds.cache import SnapshotCache
-from control_plane.xds.fleet import Fleet
+from control_plane.xds.fleet import Fleet, StreamRecord
 from control_plane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from control_plane.xds.snapshot import Snapshot
 
@@ -148,3 +148,45 @@ async def test_cache_wakes_waiters_only_on_a_new_version() -> None:
     second = Snapshot.build(testing.canary({"stable": 50, "canary": 50}))
     assert cache.set_snapshot(second)
     assert (await asyncio.wait_for(waiter, 1)) is second
+
+
+def _running(fleet: Fleet, versions: dict[str, str]) -> StreamRecord:
+    record = fleet.open_stream("n", "gw", "1.40.0")
+    for type_url, version in versions.items():
+        record.subscribe(type_url)
+        record.sent(type_url, version)
+        record.acked(type_url, version)
+    return record
+
+
+def test_a_restored_version_needs_a_fresh_ack() -> None:
+    """A -> B -> A: the old ACK of A must not count while the node still runs B."""
+    fleet = Fleet()
+    record = _running(fleet, {CLUSTER: "c1", ROUTE: "A"})
+    record.sent(ROUTE, "B")
+    record.acked(ROUTE, "B")
+    mark = fleet.mark()  # the restore of A is published after this point
+    target = {CLUSTER: "c1", ROUTE: "A"}
+    assert not fleet.converged(target, since=mark)
+    record.sent(ROUTE, "A")
+    assert not fleet.converged(target, since=mark)
+    record.acked(ROUTE, "A")
+    assert fleet.converged(target, since=mark)
+
+
+def test_an_ack_of_a_later_push_counts_as_converged() -> None:
+    fleet = Fleet()
+    record = _running(fleet, {ROUTE: "v1"})
+    mark = fleet.mark()
+    record.sent(ROUTE, "v2")
+    record.sent(ROUTE, "v3")  # v3 superseded v2
+    record.acked(ROUTE, "v3")
+    assert fleet.converged({ROUTE: "v2"}, since=mark)
+
+
+def test_a_version_in_flight_is_not_yet_running() -> None:
+    fleet = Fleet()
+    record = _running(fleet, {ROUTE: "A"})
+    record.sent(ROUTE, "B")
+    mark = fleet.mark()  # B is replaced by A again before the node ACKs B
+    assert not fleet.converged({ROUTE: "A"}, since=mark)
