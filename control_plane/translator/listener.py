@@ -16,6 +16,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.wrappers_pb2 import BoolValue, UInt32Value
 
+from control_plane.translator.local_replies import local_reply_config
 from control_plane.translator.options import (
     EXT_PROC_CLUSTER,
     HTTP_CONNECTION_MANAGER,
@@ -58,6 +59,7 @@ def listener(options: TranslatorOptions) -> Listener:
         always_set_request_id_in_response=True,
         preserve_external_request_id=True,
         access_log=[access_log(options.access_log_path)],
+        local_reply_config=local_reply_config(),
         http_filters=[
             hcm_pb2.HttpFilter(name=EXT_PROC_FILTER, typed_config=packed(ext_proc(options))),
             hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=packed(Router())),

@@ -9,7 +9,6 @@ EXT_PROC_CLUSTER = "ttsgw_ext_proc"
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
 STAT_PREFIX = "ttsgw"
 VIRTUAL_HOST = "ttsgw"
-MODEL_HEADER = "x-tts-model"
 BACKEND_HEADER = "x-tts-backend"
 DEGRADED_HEADER = "x-tts-degraded"
 

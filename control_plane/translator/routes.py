@@ -27,11 +27,11 @@ from control_plane.errors import InvalidStateError
 from control_plane.translator.options import (
     BACKEND_HEADER,
     DEGRADED_HEADER,
-    MODEL_HEADER,
     VIRTUAL_HOST,
     TranslatorOptions,
 )
 from control_plane.translator.protos import duration, header
+from gateway.ext_proc.headers import FILTERED_HEADER, MODEL_HEADER
 
 # Envoy caps direct_response bodies at 4 KiB by default; /v1/models grows with the models.
 MAX_DIRECT_RESPONSE_BYTES = 1024 * 1024
@@ -108,7 +108,10 @@ def degraded_route(state: domain.DesiredState) -> Route | None:
         name=f"degraded:{name}",
         match=RouteMatch(
             prefix=AUDIO_PREFIX,
-            headers=[HeaderMatcher(name=MODEL_HEADER, present_match=True, invert_match=True)],
+            headers=[
+                HeaderMatcher(name=MODEL_HEADER, present_match=True, invert_match=True),
+                HeaderMatcher(name=FILTERED_HEADER, present_match=True, invert_match=True),
+            ],
         ),
         route=_route_action(state.models[name]),
         # Lets the access log's model field and the backend see which model served it.

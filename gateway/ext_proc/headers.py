@@ -10,6 +10,9 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import HeaderMutation
 # Headers that steer routing and scheduling; only the filter may set them.
 RESERVED_PREFIX = "x-tts-"
 MODEL_HEADER = "x-tts-model"
+# Set on every speech request the filter has seen, so Envoy's degraded route (meant for
+# when the filter is down) never answers a request the filter handled or rejected.
+FILTERED_HEADER = "x-tts-filtered"
 
 
 def header_dict(headers: HeaderMap) -> dict[str, str]:

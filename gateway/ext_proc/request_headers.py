@@ -13,7 +13,13 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 from gateway.config_client import GatewayConfigSource
 from gateway.errors import InvalidRequestError
 from gateway.ext_proc.context import Endpoint, Outcome, RequestContext, classify
-from gateway.ext_proc.headers import MODEL_HEADER, header_dict, mutation, reserved_headers
+from gateway.ext_proc.headers import (
+    FILTERED_HEADER,
+    MODEL_HEADER,
+    header_dict,
+    mutation,
+    reserved_headers,
+)
 from gateway.ext_proc.modes import PASSTHROUGH_MODE
 from gateway.ext_proc.responses import continue_request_headers
 from gateway.ext_proc.routing import require_known_model
@@ -42,8 +48,14 @@ class RequestHeadersProcessor:
                 raise InvalidRequestError(
                     "The request body is required: a JSON object with 'model' and 'input'."
                 )
-            # Envoy buffers the body and sends it next; the route is picked then.
-            return continue_request_headers(strip, clear_route_cache=clear)
+            # Envoy buffers the body and sends it next; the route is picked then. Marking
+            # the request keeps it off the degraded route meanwhile, so a rejection from
+            # the body phase is not dressed as a filter outage. Before the first config
+            # the filter fails open, and the degraded route is exactly what it needs.
+            if self._config_source.current() is None:
+                return continue_request_headers(strip, clear_route_cache=clear)
+            marked = mutation(set_headers={FILTERED_HEADER: "1"}, remove=ctx.stripped_headers)
+            return continue_request_headers(marked, clear_route_cache=True)
         if ctx.endpoint is Endpoint.VOICES:
             return self._route_voices(ctx, strip)
         ctx.decide(Outcome.PASSTHROUGH)

@@ -12,7 +12,7 @@ import openai
 import pytest
 import soundfile
 
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -85,6 +85,44 @@ async def test_unknown_model_is_an_openai_404(stack: Stack) -> None:
         )
     assert err.value.code == "model_not_found"
     assert "tts-nope" in err.value.message
+
+
+async def test_filter_rejections_are_not_dressed_as_outages(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.gateway, timeout=10) as client:
+        unknown = await client.post("/v1/audio/speech", json={"model": "nope", "input": "hi"})
+        broken = await client.post(
+            "/v1/audio/speech", content=b"{not json", headers={"content-type": "application/json"}
+        )
+    assert (unknown.status_code, broken.status_code) == (404, 400)
+    for response in (unknown, broken):
+        assert response.headers["content-type"] == "application/json"
+        assert "x-tts-degraded" not in response.headers
+        assert "x-tts-backend" not in response.headers
+        assert set(response.json()["error"]) >= {"message", "type", "param", "code"}
+
+
+async def test_envoy_own_errors_use_the_openai_error_shape(stack: Stack) -> None:
+    async with stack.admin_client() as admin:
+        r = await admin.put(
+            "/api/v1/backends/dead?wait=acked",
+            json={"endpoints": [{"host": "127.0.0.1", "port": free_port()}]},
+        )
+        assert r.status_code == 200, r.text
+        r = await admin.put(
+            "/api/v1/models/dead?wait=acked", json={"splits": [{"backend": "dead", "weight": 1}]}
+        )
+        assert r.status_code == 200, r.text
+    async with httpx.AsyncClient(base_url=stack.gateway, timeout=30) as client:
+        for _ in range(100):  # until the filter has learned the model
+            response = await client.post("/v1/audio/speech", json={"model": "dead", "input": "x"})
+            if response.status_code != 404:
+                break
+            await asyncio.sleep(0.1)
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["code"] == "backend_unavailable" and error["type"] == "server_error"
+    assert error["request_id"] == response.headers["x-request-id"]
 
 
 async def test_admin_write_becomes_an_80_20_split(stack: Stack) -> None:

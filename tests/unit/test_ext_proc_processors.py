@@ -79,8 +79,10 @@ async def test_speech_headers_strip_client_tts_headers_and_wait_for_body(source)
     assert response.WhichOneof("response") == "request_headers"
     common = response.request_headers.response
     assert sorted(common.header_mutation.remove_headers) == ["x-tts-model", "x-tts-priority"]
-    assert not common.header_mutation.set_headers
-    # Envoy matched a route with the client's headers already; removal needs a re-match.
+    # Marked as seen by the filter, so Envoy's degraded route cannot answer it.
+    [marker] = common.header_mutation.set_headers
+    assert (marker.header.key, marker.header.raw_value) == ("x-tts-filtered", b"1")
+    # Envoy matched a route with the client's headers already; changes need a re-match.
     assert common.clear_route_cache
     # The body must still come: no mode override that would switch it off.
     assert not response.HasField("mode_override")
@@ -90,7 +92,7 @@ async def test_speech_headers_strip_client_tts_headers_and_wait_for_body(source)
 
 
 async def test_clean_headers_need_no_mutation_and_no_route_clear(source):
-    response, _ = await run_headers(source, "POST", "/v1/audio/speech", {"x-other": "1"})
+    response, _ = await run_headers(source, "GET", "/v1/models", {"x-other": "1"})
     common = response.request_headers.response
     assert not common.HasField("header_mutation")
     assert not common.clear_route_cache
@@ -251,3 +253,11 @@ def test_reject_is_immediate_json_in_openai_shape(exc: RequestRejected, status: 
     assert error["type"] == "invalid_request_error"
     assert error["message"] == exc.message and error["param"] == exc.param
     assert error["code"] == ("model_not_found" if status == 404 else None)
+
+
+async def test_speech_is_not_marked_before_the_first_config():
+    """Failing open means the degraded route must stay reachable, so no marker yet."""
+    response, _ = await run_headers(StaticConfigSource(), "POST", "/v1/audio/speech", {})
+    common = response.request_headers.response
+    assert not common.HasField("header_mutation")
+    assert not common.clear_route_cache

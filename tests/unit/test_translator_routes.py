@@ -139,9 +139,9 @@ def test_degraded_route_matches_missing_header_and_uses_fallback_model() -> None
     rc = _routes(_state(models, ["ba", "bb"], default_model="b"))
     route = _by_name(rc)["degraded:b"]
     assert route.match.prefix == "/v1/audio/"
-    (hm,) = route.match.headers
-    assert hm.name == "x-tts-model"
-    assert hm.present_match and hm.invert_match
+    # Only requests the filter never saw: no model header and no filter marker.
+    assert {hm.name for hm in route.match.headers} == {"x-tts-model", "x-tts-filtered"}
+    assert all(hm.present_match and hm.invert_match for hm in route.match.headers)
     assert [(c.name, c.weight.value) for c in route.route.weighted_clusters.clusters] == [
         ("bb", 3),
         ("ba", 1),
