@@ -8,10 +8,12 @@ from control_plane.domain import DesiredState
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
-    if isinstance(value, dict) and value:
+    # Containers are not leaves, empty or not: an empty dict growing its first entry is
+    # one addition, not a removal plus an addition.
+    if isinstance(value, dict):
         for key in sorted(value):
             _flatten(value[key], f"{prefix}.{key}" if prefix else str(key), out)
-    elif isinstance(value, list) and value:
+    elif isinstance(value, list):
         for i, item in enumerate(value):
             _flatten(item, f"{prefix}.{i}", out)
     else:

@@ -157,14 +157,24 @@ LOCAL_COSYVOICE3 = Endpoint(host="127.0.0.1", port=8102)
 def default_state(
     espeak: Endpoint = LOCAL_ESPEAK, cosyvoice3: Endpoint = LOCAL_COSYVOICE3
 ) -> DesiredState:
-    """The config `ttsgw up` seeds on first start: one backend and one model per worker."""
+    """The config `ttsgw up` seeds on first start: one backend and one model per worker.
+
+    The workers' /ready (engine loaded and warmed up) is the health check, not the
+    article's /health (process alive), so Envoy sends nothing to a worker still loading.
+    espeak is the fallback model: when the filter is down, real speech beats noise from
+    the synthetic stand-in.
+    """
+    ready = HealthCheck(path="/ready")
     return DesiredState(
         backends={
-            "espeak": BackendSpec(kind="espeak", endpoints=[espeak]),
-            "cosyvoice3": BackendSpec(kind="cosyvoice3", endpoints=[cosyvoice3]),
+            "espeak": BackendSpec(kind="espeak", endpoints=[espeak], health_check=ready),
+            "cosyvoice3": BackendSpec(
+                kind="cosyvoice3", endpoints=[cosyvoice3], health_check=ready
+            ),
         },
         models={
             "espeak": ModelSpec(splits=[Split(backend="espeak", weight=100)]),
             "cosyvoice3": ModelSpec(splits=[Split(backend="cosyvoice3", weight=100)]),
         },
+        default_model="espeak",
     )

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -76,6 +77,11 @@ async def wait_for_ack(settings: StackSettings, token: str, timeout: float) -> f
 
 
 def _banner(settings: StackSettings, token: str, acked_s: float) -> str:
+    token_source = (
+        "from TTSGW_ADMIN_TOKEN"
+        if os.environ.get("TTSGW_ADMIN_TOKEN")
+        else f"also in {settings.token_file}"
+    )
     return "\n".join(
         [
             "",
@@ -85,7 +91,7 @@ def _banner(settings: StackSettings, token: str, acked_s: float) -> str:
             f"  admin API    http://127.0.0.1:{settings.admin_port}/api/v1  (spec: /openapi.json)",
             f"  admin UI     http://127.0.0.1:{settings.admin_port}/ui/",
             f"  Envoy admin  http://127.0.0.1:{settings.envoy_admin_port}/",
-            f"  admin token  {token}  (also in {settings.token_file})",
+            f"  admin token  {token}  ({token_source})",
             f"  logs         {settings.log_dir}/",
             "Press Ctrl-C to stop.",
             "",

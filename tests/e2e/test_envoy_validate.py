@@ -287,10 +287,11 @@ def test_real_traffic_through_translated_config() -> None:
             ext_proc_port=free_port(),  # nothing listens: failure_mode_allow must kick in
             access_log_path=str(access_log),
         )
+        # The fallback differs from the routed model, so the access log tells them apart.
         state = default_state(
             Endpoint(host="127.0.0.1", port=espeak_port),
             Endpoint(host="127.0.0.1", port=cosy_port),
-        )
+        ).model_copy(update={"default_model": "cosyvoice3"})
         with running_envoy(static_bootstrap(translate(state, options)), workdir) as admin_port:
             status, headers, body = request(
                 listener_port,

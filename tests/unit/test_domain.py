@@ -61,7 +61,8 @@ def test_default_state_is_consistent() -> None:
     state = default_state()
     check_references(state)
     assert models_using(state, "espeak") == ["espeak"]
-    assert state.fallback_model() == "cosyvoice3"
+    assert state.fallback_model() == "espeak"
+    assert all(b.health_check.path == "/ready" for b in state.backends.values())
 
 
 def test_diff_names_changed_leaves() -> None:

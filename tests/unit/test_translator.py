@@ -57,6 +57,7 @@ def test_output_is_deterministic_regardless_of_insertion_order() -> None:
     reordered = DesiredState(
         backends=dict(reversed(list(state.backends.items()))),
         models=dict(reversed(list(state.models.items()))),
+        default_model=state.default_model,
     )
     a, b = translate(state, TranslatorOptions()), translate(reordered, TranslatorOptions())
     for kind in ("clusters", "endpoints", "listeners", "routes"):

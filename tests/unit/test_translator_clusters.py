@@ -81,7 +81,10 @@ def test_ipv6_literal_counts_as_ip() -> None:
 
 
 def test_article_defaults_circuit_breakers_health_check_outlier() -> None:
-    cluster = _clusters(default_state())["cosyvoice3"]
+    # A backend with every default (the seeded ones check /ready instead of /health).
+    cluster = _clusters(
+        _state(cosyvoice3=BackendSpec(endpoints=[Endpoint(host="10.0.0.2", port=8102)]))
+    )["cosyvoice3"]
     assert cluster.connect_timeout.seconds == 10
     assert cluster.lb_policy == Cluster.ROUND_ROBIN
     thresholds = {t.priority: t for t in cluster.circuit_breakers.thresholds}

@@ -56,7 +56,7 @@ def test_route_config_name_virtual_host_and_order() -> None:
         "models",
         "model:cosyvoice3",
         "model:espeak",
-        "degraded:cosyvoice3",
+        "degraded:espeak",
         "not_found",
     ]
 
@@ -152,7 +152,9 @@ def test_degraded_route_matches_missing_header_and_uses_fallback_model() -> None
 
 
 def test_degraded_route_defaults_to_first_model_by_name() -> None:
-    assert "degraded:cosyvoice3" in _by_name(_routes(default_state()))
+    state = default_state().model_copy(update={"default_model": None})
+    assert "degraded:cosyvoice3" in _by_name(_routes(state))
+    assert "degraded:espeak" in _by_name(_routes(default_state()))
 
 
 def test_degraded_route_rejects_unknown_default_model() -> None:

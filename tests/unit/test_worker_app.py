@@ -71,15 +71,24 @@ async def test_extensions_and_unknown_fields_reach_the_engine(worker) -> None:
     buf = io.BytesIO()
     sf.write(buf, np.zeros(16_000, dtype=np.float32), 16_000, format="WAV")
     body = {
-        "model": "m", "input": "abc", "voice": "tone-b", "speed": 2.0,
-        "instructions": "slowly", "prompt_audio": base64.b64encode(buf.getvalue()).decode(),
-        "prompt_text": "reference words", "some_future_openai_field": {"x": 1},
+        "model": "m",
+        "input": "abc",
+        "voice": "tone-b",
+        "speed": 2.0,
+        "instructions": "slowly",
+        "prompt_audio": base64.b64encode(buf.getvalue()).decode(),
+        "prompt_text": "reference words",
+        "some_future_openai_field": {"x": 1},
     }
     resp = await client.post(SPEECH, json=body)
     assert resp.status_code == 200, resp.text
     req = engine.requests[-1]
     assert (req.voice, req.speed, req.instructions, req.prompt_text) == (
-        "tone-b", 2.0, "slowly", "reference words")
+        "tone-b",
+        2.0,
+        "slowly",
+        "reference words",
+    )
     assert req.prompt_wav == buf.getvalue()
 
 

@@ -40,8 +40,13 @@ def test_pcm_is_raw_int16_little_endian_mono() -> None:
     data = audio.encode(samples, audio.lookup_format("pcm"))
     assert len(data) == samples.size * 2
     decoded, rate = sf.read(
-        io.BytesIO(data), format="RAW", subtype="PCM_16", endian="LITTLE",
-        samplerate=24_000, channels=1, dtype="float32",
+        io.BytesIO(data),
+        format="RAW",
+        subtype="PCM_16",
+        endian="LITTLE",
+        samplerate=24_000,
+        channels=1,
+        dtype="float32",
     )
     assert rate == 24_000
     assert np.max(np.abs(decoded - samples)) < 1e-3

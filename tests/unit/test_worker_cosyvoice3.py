@@ -67,16 +67,25 @@ async def test_registered_voice_uses_zero_shot_with_spk_id(engine, fake) -> None
     out = await engine.synthesize(SynthesisRequest(text="你好。", voice="lin"))
     [(method, kw)] = calls(fake)
     assert method == "inference_zero_shot"
-    assert kw == {"tts_text": "你好。", "prompt_text": "", "prompt_wav": "",
-                  "zero_shot_spk_id": "lin", "stream": False, "speed": 1.0}
+    assert kw == {
+        "tts_text": "你好。",
+        "prompt_text": "",
+        "prompt_wav": "",
+        "zero_shot_spk_id": "lin",
+        "stream": False,
+        "speed": 1.0,
+    }
     assert out.dtype == np.float32
     assert out.size == 3 * fake_cosyvoice.SAMPLES_PER_CHAR
 
 
 async def test_prompt_audio_with_text_is_zero_shot(engine, fake) -> None:
     wav = clip()
-    await engine.synthesize(SynthesisRequest(
-        text="Clone me.", voice="alloy", prompt_wav=wav, prompt_text="my transcript", speed=1.5))
+    await engine.synthesize(
+        SynthesisRequest(
+            text="Clone me.", voice="alloy", prompt_wav=wav, prompt_text="my transcript", speed=1.5
+        )
+    )
     [(method, kw)] = calls(fake)
     assert method == "inference_zero_shot"
     assert kw["prompt_text"] == PREFIX + "my transcript"
@@ -94,8 +103,9 @@ async def test_prompt_audio_without_text_is_cross_lingual(engine, fake) -> None:
 
 
 async def test_instructions_use_instruct2_with_the_voice_clip(engine, fake, voices_dir) -> None:
-    await engine.synthesize(SynthesisRequest(
-        text="好少咯。", voice="lin", instructions="请用广东话表达。", speed=0.8))
+    await engine.synthesize(
+        SynthesisRequest(text="好少咯。", voice="lin", instructions="请用广东话表达。", speed=0.8)
+    )
     [(method, kw)] = calls(fake)
     assert method == "inference_instruct2"
     assert kw["instruct_text"] == "You are a helpful assistant. 请用广东话表达。<|endofprompt|>"
@@ -105,8 +115,9 @@ async def test_instructions_use_instruct2_with_the_voice_clip(engine, fake, voic
 
 async def test_instructions_prefer_prompt_audio(engine, fake) -> None:
     wav = clip()
-    await engine.synthesize(SynthesisRequest(
-        text="Hi.", voice="nobody", instructions="Whisper.", prompt_wav=wav))
+    await engine.synthesize(
+        SynthesisRequest(text="Hi.", voice="nobody", instructions="Whisper.", prompt_wav=wav)
+    )
     [(method, kw)] = calls(fake)
     assert method == "inference_instruct2" and kw["prompt_wav"] == wav
 

@@ -49,7 +49,11 @@ def test_env_sets_options_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> None
     assert WorkerSettings(kind="cosyvoice3").listen_port == 9555
     s = parse_settings(["cosyvoice3", "--port", "9600", "--engine", "synthetic"])
     assert (s.listen_port, s.device, str(s.voices_dir), s.engine_name) == (
-        9600, "cuda", "/tmp/voices", "synthetic")
+        9600,
+        "cuda",
+        "/tmp/voices",
+        "synthetic",
+    )
 
 
 def test_cosyvoice3_engine_needs_a_model_dir() -> None:
@@ -76,7 +80,9 @@ def test_taken_port_exits_2_with_one_line() -> None:
     try:
         out = subprocess.run(
             [sys.executable, "-m", "tts_backends.main", "espeak", "--port", str(port)],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     finally:
         holder.close()
@@ -88,7 +94,9 @@ def test_taken_port_exits_2_with_one_line() -> None:
 def test_bad_flag_value_exits_2_without_traceback() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "tts_backends.main", "espeak", "--port", "70000"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "port" in out.stderr
@@ -98,7 +106,10 @@ def test_missing_espeak_binary_exits_1_with_the_install_hint() -> None:
     env = {"PATH": "/nonexistent", "TTSGW_WORKER_LOG_LEVEL": "warning"}
     out = subprocess.run(
         [sys.executable, "-m", "tts_backends.main", "espeak", "--port", "0"],
-        capture_output=True, text=True, timeout=60, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
