@@ -23,7 +23,7 @@ from control_plane.domain import DesiredState
 from control_plane.errors import InvalidStateError
 from control_plane.signals import ChangeSignal
 from control_plane.store import Revision, RevisionStore
-from control_plane.translator import TranslatorOptions, translate
+from control_plane.translator import TranslatorOptions, retranslate, translate
 from control_plane.validation import check_references
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.fleet import Fleet
@@ -97,7 +97,12 @@ class ControlPlane:
 
     def _build(self, state: DesiredState) -> Snapshot:
         check_references(state)
-        snapshot = Snapshot.build(translate(state, self._options))
+        if self._head is None or self._snapshot is None:
+            snapshot = Snapshot.build(translate(state, self._options))
+        else:
+            previous = self._snapshot
+            resources = retranslate(state, self._options, self._head.state, previous.resources)
+            snapshot = Snapshot.build(resources, previous)
         snapshot.consistent()
         return snapshot
 

@@ -6,6 +6,8 @@ the same bytes and snapshot hashes stay stable.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from control_plane.domain import DesiredState
 from control_plane.translator.clusters import (
     backend_cluster,
@@ -18,7 +20,7 @@ from control_plane.translator.options import TranslatorOptions
 from control_plane.translator.routes import route_configuration
 from control_plane.xds.resources import Resources
 
-__all__ = ["TranslatorOptions", "translate"]
+__all__ = ["TranslatorOptions", "retranslate", "translate"]
 
 
 def translate(state: DesiredState, options: TranslatorOptions | None = None) -> Resources:
@@ -33,3 +35,20 @@ def translate(state: DesiredState, options: TranslatorOptions | None = None) -> 
         listeners=(listener(options),),
         routes=(route_configuration(state, options),),
     )
+
+
+def retranslate(
+    state: DesiredState,
+    options: TranslatorOptions,
+    previous_state: DesiredState,
+    previous: Resources,
+) -> Resources:
+    """`translate`, reusing `previous`'s clusters, endpoints and listeners when backends match.
+
+    Those depend only on the backends and the options, so a change to models alone (a
+    weight change, a new model) rebuilds just the RouteConfiguration. The reused tuples
+    are the same objects, which lets `Snapshot.build` skip re-encoding them.
+    """
+    if state.backends != previous_state.backends:
+        return translate(state, options)
+    return replace(previous, routes=(route_configuration(state, options),))

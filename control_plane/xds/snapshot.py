@@ -181,11 +181,23 @@ class Snapshot:
     route_refs: Mapping[str, frozenset[str]]
     # cluster name -> ClusterLoadAssignment name (EDS clusters only)
     eds_names: Mapping[str, str]
+    # What it was built from, so the next build can reuse the types that did not change.
+    resources: Resources
 
     @classmethod
-    def build(cls, resources: Resources) -> Snapshot:
+    def build(cls, resources: Resources, previous: Snapshot | None = None) -> Snapshot:
+        """Encode `resources`; a type whose message tuple is `previous`'s own is reused as is.
+
+        A weight change re-translates only the routes and passes the other tuples through
+        unchanged, so at 1,000 backends it skips re-encoding every cluster.
+        """
+        before = previous.resources.by_type() if previous is not None else {}
         types = {
-            type_url: TypeSnapshot.build(type_url, messages)  # type: ignore[arg-type]
+            type_url: (
+                previous.types[type_url]
+                if previous is not None and before.get(type_url) is messages
+                else TypeSnapshot.build(type_url, messages)  # type: ignore[arg-type]
+            )
             for type_url, messages in resources.by_type().items()
         }
         overall = hashlib.blake2b(digest_size=8)
@@ -198,6 +210,7 @@ class Snapshot:
             version=overall.hexdigest(),
             route_refs=MappingProxyType(route_refs),
             eds_names=MappingProxyType(eds_names),
+            resources=resources,
         )
 
     @property
