@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 # Names become Envoy cluster names and header values; keep them boring. Underscores
 # are reserved for the control plane's own clusters (e.g. ``ttsgw_ext_proc``).
@@ -119,6 +126,8 @@ class ModelSpec(_Strict):
     splits: Annotated[list[Split], Field(min_length=1, max_length=64)]
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     retry_policy: RetryPolicy = RetryPolicy()
+    # How long the gateway may answer a repeated request from its cache; 0 never caches.
+    cache_ttl_s: Annotated[int, Field(ge=0, le=30 * 24 * 3600)] = 3600
 
     @field_validator("splits")
     @classmethod
@@ -135,6 +144,24 @@ class ModelPublic(ModelSpec):
     name: Name
 
 
+class GatewayPolicy(_Strict):
+    """What the gateway filter enforces on every request and how it caches."""
+
+    max_input_chars: Annotated[int, Field(ge=1, le=1_000_000)] = 4096
+    max_prompt_audio_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 10 * 1024 * 1024
+    max_prompt_audio_seconds: Annotated[float, Field(gt=0, le=300)] = 30.0
+    min_speed: Annotated[float, Field(gt=0, le=10)] = 0.25
+    max_speed: Annotated[float, Field(gt=0, le=10)] = 4.0
+    cache_enabled: bool = True
+    cache_max_entry_bytes: Annotated[int, Field(ge=1024, le=512 * 1024 * 1024)] = 8 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _speed_range(self) -> GatewayPolicy:
+        if self.min_speed > self.max_speed:
+            raise ValueError("min_speed must not exceed max_speed")
+        return self
+
+
 class DesiredState(_Strict):
     """The whole declared configuration; one of these is stored per revision."""
 
@@ -143,6 +170,7 @@ class DesiredState(_Strict):
     # Where /v1/audio/speech goes when the gateway filter is down and no model header
     # was set; None means the first model in name order.
     default_model: Name | None = None
+    gateway: GatewayPolicy = GatewayPolicy()
 
     def fallback_model(self) -> str | None:
         if self.default_model is not None:

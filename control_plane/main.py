@@ -55,7 +55,18 @@ async def serve(settings: ControlPlaneSettings, stop: asyncio.Event) -> None:
     xds, xds_port = create_xds_server(
         cache, fleet, host=settings.xds_host, port=settings.xds_port, registry=registry
     )
-    app = create_app(control_plane, admin_token=settings.resolve_admin_token(), registry=registry)
+    cache_store = None
+    if settings.redis_url:
+        # Imported only when configured; admin scans may take longer than a request's budget.
+        from gateway.cache.redis_store import RedisCacheStore
+
+        cache_store = RedisCacheStore(settings.redis_url, op_timeout_s=5.0, connect_timeout_s=1.0)
+    app = create_app(
+        control_plane,
+        admin_token=settings.resolve_admin_token(),
+        registry=registry,
+        cache_store=cache_store,
+    )
     config = uvicorn.Config(
         app,
         host=settings.admin_host,
@@ -83,6 +94,8 @@ async def serve(settings: ControlPlaneSettings, stop: asyncio.Event) -> None:
     await web_task
     stop_task.cancel()
     await xds.stop(grace=1.0)
+    if cache_store is not None:
+        await cache_store.aclose()
     store.close()
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from pydantic import ValidationError
 
 from control_plane.domain import DesiredState
 from control_plane.errors import InvalidStateError
+from control_plane.gateway_contract import gateway_config
 from control_plane.signals import ChangeSignal
 from control_plane.store import Revision, RevisionStore
 from control_plane.translator import TranslatorOptions, retranslate, translate
@@ -175,13 +174,7 @@ class ControlPlane:
     # --- the gateway filter's view: a versioned contract, long-polled -------------
 
     def gateway_config(self) -> dict[str, Any]:
-        state = self.head.state
-        models = {
-            name: {"backends": [s.backend for s in model.splits if s.weight > 0]}
-            for name, model in sorted(state.models.items())
-        }
-        digest = hashlib.sha256(json.dumps(models, sort_keys=True).encode()).hexdigest()[:16]
-        return {"version": digest, "revision": self.head.number, "models": models}
+        return gateway_config(self.head.state, self.head.number)
 
     async def wait_gateway_config(self, after: str | None, timeout: float) -> dict[str, Any] | None:
         """The current config if its version differs from ``after``, else wait; None on timeout."""

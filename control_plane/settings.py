@@ -20,6 +20,8 @@ class ControlPlaneSettings(BaseSettings):
     admin_host: str = "127.0.0.1"
     admin_port: int = 9000
     admin_token: str | None = None
+    # The gateway's response cache, for the admin API's stats and purge; None: no cache.
+    redis_url: str | None = None
 
     # What the translator bakes into Envoy's config.
     listener_port: int = 10000

@@ -5,12 +5,17 @@ The contract (the control plane implements the server side):
     GET {control_plane_url}/api/v1/gateway-config?after=<version>&timeout_s=<n>
     Authorization: Bearer <admin token>
 
-    200 {"version": "<opaque>", "revision": <int>, "models": {"<name>": {"backends": [...]}}}
+    200 {"version": "<opaque>", "revision": <int>,
+         "models": {"<name>": {"backends": [...], "cache_ttl_s": 3600, "cache_generation": "…"}},
+         "limits": {"max_input_chars": 4096, "max_prompt_audio_bytes": …,
+                    "max_prompt_audio_seconds": 30.0, "min_speed": 0.25, "max_speed": 4.0},
+         "cache": {"enabled": true, "max_entry_bytes": 8388608}}
         at once when the current version differs from ``after`` (or ``after`` is absent);
     304 (no body) when nothing changed within ``timeout_s`` seconds (long polling).
 
-Unknown fields are ignored so the control plane can grow the document (API keys,
-priorities, cache TTLs) before every filter understands them.
+Unknown fields are ignored and every newer field has a default, so the control plane
+can grow the document (API keys, priorities) before every filter understands it, and a
+filter still works against an older control plane (no cache TTLs: nothing is cached).
 
 A filter that cannot reach the control plane keeps routing with its last good copy;
 Envoy keeps serving either way, so an outage of the control plane is never an outage of
@@ -40,6 +45,34 @@ class ModelRoute(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     backends: tuple[str, ...] = ()
+    # 0 = never cache this model; an old control plane that sends neither caches nothing.
+    cache_ttl_s: int = Field(default=0, ge=0)
+    # Changes whenever the model's splits change, so old entries are never served after.
+    cache_generation: str = "0"
+
+    @property
+    def cacheable(self) -> bool:
+        """Cached only with one backend: a split model's answer must never cross variants."""
+        return self.cache_ttl_s > 0 and len(self.backends) == 1
+
+
+class SpeechLimits(BaseModel):
+    """What a speech request may carry; the defaults are the gateway contract's."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    max_input_chars: int = Field(default=4096, ge=1)
+    max_prompt_audio_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    max_prompt_audio_seconds: float = Field(default=30.0, gt=0)
+    min_speed: float = Field(default=0.25, gt=0)
+    max_speed: float = Field(default=4.0, gt=0)
+
+
+class CachePolicy(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    enabled: bool = True
+    max_entry_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
 
 
 class GatewayConfig(BaseModel):
@@ -50,6 +83,8 @@ class GatewayConfig(BaseModel):
     version: str = Field(min_length=1)
     revision: int = 0
     models: Mapping[str, ModelRoute] = Field(default_factory=dict)
+    limits: SpeechLimits = Field(default_factory=SpeechLimits)
+    cache: CachePolicy = Field(default_factory=CachePolicy)
 
     def known_models(self) -> list[str]:
         return sorted(self.models)

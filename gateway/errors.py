@@ -3,7 +3,8 @@
     GatewayError
     ├── RequestRejected              a client request the filter answers itself (4xx)
     │   ├── InvalidRequestError      400  bad JSON, missing or ill-typed field; names ``param``
-    │   └── ModelNotFoundError       404  the model is not in the current gateway config
+    │   ├── ModelNotFoundError       404  the model is not in the current gateway config
+    │   └── PayloadTooLargeError     413  input or prompt_audio over the configured limit
     ├── ConfigSourceError            the control plane's gateway-config cannot be fetched or
     │                                parsed; the config source keeps its last good copy
     └── StartupError                 the filter cannot start (port taken, unreadable token
@@ -42,6 +43,10 @@ class InvalidRequestError(RequestRejected):
 class ModelNotFoundError(RequestRejected):
     status = 404
     code = "model_not_found"
+
+
+class PayloadTooLargeError(RequestRejected):
+    status = 413
 
 
 class ConfigSourceError(GatewayError):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from gateway.cache.base import CacheStore
+from gateway.cache.redis_store import RedisCacheStore
 from gateway.config_client import HttpConfigSource
 from gateway.errors import StartupError
 from gateway.ext_proc.server import create_server
@@ -37,6 +39,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--metrics-port", type=int, help="/metrics + /healthz port, 0 disables (TTSGW_METRICS_PORT)"
     )
+    parser.add_argument(
+        "--redis-url", help="response cache, e.g. redis://127.0.0.1:6390/0 (TTSGW_REDIS_URL)"
+    )
     return parser.parse_args(argv)
 
 
@@ -48,6 +53,7 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
         "control_plane_url": args.control_plane_url,
         "admin_token_file": args.admin_token_file,
         "metrics_port": args.metrics_port,
+        "redis_url": args.redis_url,
     }
     return GatewaySettings(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -61,10 +67,13 @@ async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:
         poll_timeout_s=settings.config_poll_timeout_s,
         retry_max_s=settings.config_retry_max_s,
     )
+    store = _cache_store(settings, registry)
     try:
-        server, port = create_server(settings, config_source, registry)
+        server, port = create_server(settings, config_source, registry, store)
     except StartupError:
         await config_source.aclose()
+        if store is not None:
+            await store.aclose()
         raise
     metrics_server = MetricsServer(registry, config_source)
     try:
@@ -74,16 +83,31 @@ async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:
         await config_source.start()
         await server.start()
         log.info(
-            "gateway filter listening on %s:%d, config from %s",
+            "gateway filter listening on %s:%d, config from %s, response cache %s",
             settings.ext_proc_host,
             port,
             settings.control_plane_url,
+            "on" if store is not None else "off (TTSGW_REDIS_URL unset)",
         )
         await stop.wait()
     finally:
         await server.stop(grace=2.0)
         await config_source.aclose()
         await metrics_server.aclose()
+        if store is not None:
+            await store.aclose()
+
+
+def _cache_store(settings: GatewaySettings, registry: CollectorRegistry) -> CacheStore | None:
+    if not settings.redis_url:
+        return None
+    # Connecting is lazy: a Redis that is down at start only means bypass until it is up.
+    return RedisCacheStore(
+        settings.redis_url,
+        op_timeout_s=settings.cache_op_timeout_s,
+        connect_timeout_s=settings.cache_connect_timeout_s,
+        registry=registry,
+    )
 
 
 async def _main(settings: GatewaySettings) -> None:

@@ -27,6 +27,15 @@ class GatewaySettings(BaseSettings):
     # retry backoff while it is unreachable.
     config_poll_timeout_s: float = Field(default=30.0, gt=0, le=300)
     config_retry_max_s: float = Field(default=5.0, gt=0, le=60)
+    # The response cache; None turns it off (responses then never reach the filter).
+    redis_url: str | None = None
+    # What one Redis call may add to a request before the cache is bypassed.
+    cache_op_timeout_s: float = Field(default=0.05, gt=0, le=5)
+    cache_connect_timeout_s: float = Field(default=0.2, gt=0, le=10)
+    # How long an identical request waits for the one already at the backend. Envoy
+    # drops a filter answer later than its ext_proc message_timeout (500 ms by default)
+    # and sends the request on unfiltered, so this stays below that timeout.
+    cache_follower_wait_s: float = Field(default=0.4, ge=0, le=300)
 
     def resolved_admin_token(self) -> str | None:
         """The token file wins over the inline token, so a rotated file is picked up on restart."""

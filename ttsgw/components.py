@@ -29,6 +29,10 @@ class StackSettings(BaseSettings):
     ext_proc_metrics_port: int = 9102
     espeak_port: int = 8101
     cosyvoice3_port: int = 8102
+    # Unset: `ttsgw up` runs an embedded redis-server on redis_port, data in the state dir.
+    redis_url: str | None = None
+    redis_port: int = 6390
+    redis_maxmemory: str = "256mb"
     cosyvoice3_engine: str = "synthetic"
     cosyvoice3_model_dir: Path | None = None
     envoy_concurrency: int = 2
@@ -45,8 +49,15 @@ class StackSettings(BaseSettings):
         """The token the control plane uses: TTSGW_ADMIN_TOKEN, else the one in the state dir."""
         return os.environ.get("TTSGW_ADMIN_TOKEN") or self.token_file.read_text().strip()
 
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
     def ports(self) -> dict[str, int]:
-        return {
+        ports = {
             "Envoy listener": self.listener_port,
             "Envoy admin": self.envoy_admin_port,
             "xDS": self.xds_port,
@@ -56,13 +67,17 @@ class StackSettings(BaseSettings):
             "espeak worker": self.espeak_port,
             "cosyvoice3 worker": self.cosyvoice3_port,
         }
+        if self.embedded_redis:
+            ports["embedded Redis"] = self.redis_port
+        return ports
 
 
 @dataclass(frozen=True)
 class Component:
     name: str
     argv: list[str]
-    # HTTP URL that answers 200 once the component is ready.
+    # An http:// URL that answers 200 once the component is ready, or a tcp:// address
+    # that answers a Redis PING.
     ready_url: str
     env: dict[str, str] = field(default_factory=dict)
 
@@ -102,6 +117,7 @@ def control_plane(s: StackSettings) -> Component:
             str(s.log_dir / "access.log"),
         ),
         f"http://127.0.0.1:{s.admin_port}/healthz",
+        env={"TTSGW_REDIS_URL": s.effective_redis_url()},
     )
 
 
@@ -120,7 +136,37 @@ def ext_proc(s: StackSettings) -> Component:
         "ext-proc",
         argv,
         f"http://127.0.0.1:{s.ext_proc_metrics_port}/healthz",
-        env={"TTSGW_METRICS_PORT": str(s.ext_proc_metrics_port)},
+        env={
+            "TTSGW_METRICS_PORT": str(s.ext_proc_metrics_port),
+            "TTSGW_REDIS_URL": s.effective_redis_url(),
+        },
+    )
+
+
+def redis(s: StackSettings) -> Component:
+    """The embedded cache: LRU-evicting, so a full cache drops old entries, never writes."""
+    data = s.state_dir / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    return Component(
+        "redis",
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(s.redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--maxmemory",
+            s.redis_maxmemory,
+            "--maxmemory-policy",
+            "allkeys-lru",
+            "--save",
+            "300 1",
+            "--appendonly",
+            "no",
+        ],
+        f"tcp://127.0.0.1:{s.redis_port}",
     )
 
 

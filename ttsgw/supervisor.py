@@ -27,6 +27,23 @@ BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 60.0
 
 
+async def _is_ready(client: httpx.AsyncClient, url: str) -> bool:
+    if url.startswith("tcp://"):
+        host, _, port = url.removeprefix("tcp://").rpartition(":")
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 1)
+            writer.write(b"PING\r\n")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.readline(), 1)
+            writer.close()
+            return answer.startswith(b"+PONG")
+        except (OSError, TimeoutError):
+            return False
+    with contextlib.suppress(httpx.HTTPError):
+        return (await client.get(url)).status_code == 200
+    return False
+
+
 class ComponentFailed(RuntimeError):
     """A component exited or never became ready during start-up."""
 
@@ -69,9 +86,8 @@ class Supervised:
                         f"{self.component.name} exited with code {self.process.returncode}: "
                         f"{self.last_log_line()} (full log: {self.log_path})"
                     )
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(self.component.ready_url)).status_code == 200:
-                        return
+                if await _is_ready(client, self.component.ready_url):
+                    return
                 await asyncio.sleep(0.1)
         raise ComponentFailed(
             f"{self.component.name} was not ready within {timeout:.0f}s: "

@@ -8,16 +8,21 @@ from fastapi import Depends, FastAPI, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
-from control_plane.api import resources
+from control_plane.api import cache, resources
 from control_plane.api.deps import ControlPlaneDep, require_token
 from control_plane.api.errors import install_error_handlers
 from control_plane.service import ControlPlane
+from gateway.cache.base import CacheStore
 
 API_PREFIX = "/api/v1"
 
 
 def create_app(
-    control_plane: ControlPlane, *, admin_token: str, registry: CollectorRegistry
+    control_plane: ControlPlane,
+    *,
+    admin_token: str,
+    registry: CollectorRegistry,
+    cache_store: CacheStore | None = None,
 ) -> FastAPI:
     auth = [Depends(require_token)]
     app = FastAPI(
@@ -29,6 +34,7 @@ def create_app(
     )
     app.state.control_plane = control_plane
     app.state.admin_token = admin_token
+    app.state.cache_store = cache_store
     install_error_handlers(app)
 
     revision_gauge = Gauge(
@@ -36,7 +42,14 @@ def create_app(
     )
     revision_gauge.set_function(lambda: control_plane.head.number)
 
-    for router in (resources.backends, resources.models, resources.revisions, resources.system):
+    routers = (
+        resources.backends,
+        resources.models,
+        resources.revisions,
+        resources.system,
+        cache.router,
+    )
+    for router in routers:
         app.include_router(router, prefix=API_PREFIX, dependencies=auth)
 
     @app.get("/healthz", tags=["system"])

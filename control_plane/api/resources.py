@@ -12,6 +12,7 @@ from control_plane.domain import (
     BackendPublic,
     BackendSpec,
     DesiredState,
+    GatewayPolicy,
     ModelPublic,
     ModelSpec,
     Split,
@@ -130,6 +131,21 @@ async def put_state(
     body: DesiredState, cp: ControlPlaneDep, opts: WriteOptionsDep
 ) -> dict[str, Any]:
     return await opts.apply(cp, lambda _: body, "apply whole state")
+
+
+@system.get("/gateway-policy", summary="Limits and cache policy the gateway filter enforces")
+async def get_gateway_policy(cp: ControlPlaneDep, response: Response) -> dict[str, Any]:
+    response.headers["ETag"] = f'"{cp.head.number}"'
+    return cp.head.state.gateway.model_dump(mode="json")
+
+
+@system.put("/gateway-policy", summary="Replace the gateway filter's limits and cache policy")
+async def put_gateway_policy(
+    body: GatewayPolicy, cp: ControlPlaneDep, opts: WriteOptionsDep
+) -> dict[str, Any]:
+    return await opts.apply(
+        cp, lambda state: state.model_copy(update={"gateway": body}), "set gateway policy"
+    )
 
 
 @system.get("/fleet", summary="Connected Envoys, what each ACKed, and their last NACKs")

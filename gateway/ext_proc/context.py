@@ -5,6 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from gateway.cache.base import Outcome as CacheOutcome
+from gateway.cache.single_flight import Flight
+
 SPEECH_PATH = "/v1/audio/speech"
 VOICES_PATH = "/v1/audio/voices"
 
@@ -27,6 +30,30 @@ class Outcome(enum.Enum):
 
 
 @dataclass
+class CacheState:
+    """The response cache's part of one request: its outcome and, for a leader, the fill."""
+
+    outcome: CacheOutcome
+    model: str = ""
+    key: str | None = None
+    ttl_s: int = 0
+    max_entry_bytes: int = 0
+    # Set only on the leader of a single-flight; it must be finished whatever happens.
+    flight: Flight | None = None
+    content_type: str = ""
+    backend: str = ""
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def abandon(self) -> None:
+        """Followers of an unfinished fill go to the backend; safe to call twice."""
+        if self.flight is not None:
+            self.flight.finish(None)
+            self.flight = None
+        self.chunks = []
+
+
+@dataclass
 class RequestContext:
     """One HTTP request as the filter sees it; a stream owns exactly one."""
 
@@ -38,6 +65,8 @@ class RequestContext:
     # The client's own x-tts-* headers, removed before Envoy routes.
     stripped_headers: list[str] = field(default_factory=list)
     outcome: Outcome | None = None
+    request_id: str = ""
+    cache: CacheState | None = None
 
     def decide(self, outcome: Outcome) -> None:
         """Record the first decision only; a later phase cannot rewrite history."""

@@ -39,6 +39,28 @@ class FilterMetrics:
         self.requests.labels(outcome.value).inc()
 
 
+class CacheMetrics:
+    """The response cache as the filter sees it (Redis's own errors are the store's)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "ttsgw_cache_requests",
+            "Speech requests by model and cache outcome (hit, miss, bypass).",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self.bytes_served = Counter(
+            "ttsgw_cache_bytes_served",
+            "Audio bytes answered from the cache without a backend.",
+            registry=registry,
+        )
+        self.single_flight_waits = Counter(
+            "ttsgw_single_flight_waits",
+            "Requests that waited for an identical in-flight request instead of a backend.",
+            registry=registry,
+        )
+
+
 class _ConfigCollector(Collector):
     """Reads the config at scrape time, so any GatewayConfigSource works without hooks."""
 

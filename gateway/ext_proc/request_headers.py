@@ -20,14 +20,17 @@ from gateway.ext_proc.headers import (
     mutation,
     reserved_headers,
 )
-from gateway.ext_proc.modes import PASSTHROUGH_MODE
+from gateway.ext_proc.modes import CACHE_MODE, PASSTHROUGH_MODE
 from gateway.ext_proc.responses import continue_request_headers
 from gateway.ext_proc.routing import require_known_model
 
 
 class RequestHeadersProcessor:
-    def __init__(self, config_source: GatewayConfigSource) -> None:
+    def __init__(self, config_source: GatewayConfigSource, *, caching: bool = False) -> None:
         self._config_source = config_source
+        # With a cache the filter must ask for the response headers now: Envoy ignores a
+        # mode override sent with the body's answer (see modes.py).
+        self._speech_mode = CACHE_MODE if caching else None
 
     async def process(self, request: ProcessingRequest, ctx: RequestContext) -> ProcessingResponse:
         http_headers = request.request_headers
@@ -35,6 +38,7 @@ class RequestHeadersProcessor:
         ctx.method = headers.get(":method", "").upper()
         ctx.path, _, ctx.query = headers.get(":path", "").partition("?")
         ctx.endpoint = classify(ctx.method, ctx.path)
+        ctx.request_id = headers.get("x-request-id", "")
         # Clients must not pick a route or a priority by sending our headers themselves;
         # this runs even without a config, because it needs none.
         ctx.stripped_headers = reserved_headers(headers)
@@ -55,7 +59,9 @@ class RequestHeadersProcessor:
             if self._config_source.current() is None:
                 return continue_request_headers(strip, clear_route_cache=clear)
             marked = mutation(set_headers={FILTERED_HEADER: "1"}, remove=ctx.stripped_headers)
-            return continue_request_headers(marked, clear_route_cache=True)
+            return continue_request_headers(
+                marked, clear_route_cache=True, mode_override=self._speech_mode
+            )
         if ctx.endpoint is Endpoint.VOICES:
             return self._route_voices(ctx, strip)
         ctx.decide(Outcome.PASSTHROUGH)

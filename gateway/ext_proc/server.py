@@ -8,12 +8,15 @@ from envoy.service.ext_proc.v3.external_processor_pb2_grpc import (
 )
 from prometheus_client import CollectorRegistry
 
+from gateway.cache.base import CacheStore
 from gateway.config_client import GatewayConfigSource
 from gateway.errors import StartupError
-from gateway.ext_proc.metrics import FilterMetrics
+from gateway.ext_proc.metrics import CacheMetrics, FilterMetrics
 from gateway.ext_proc.processor import PassthroughProcessor, Processor
 from gateway.ext_proc.request_body import RequestBodyProcessor
 from gateway.ext_proc.request_headers import RequestHeadersProcessor
+from gateway.ext_proc.response_cache import ResponseCache
+from gateway.ext_proc.response_phases import ResponseBodyProcessor, ResponseHeadersProcessor
 from gateway.ext_proc.stream import ExtProcService
 from gateway.settings import GatewaySettings
 
@@ -22,27 +25,51 @@ from gateway.settings import GatewaySettings
 _SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
 
 
-def build_processors(config_source: GatewayConfigSource) -> dict[str, Processor]:
+def build_processors(
+    config_source: GatewayConfigSource, cache: ResponseCache | None = None
+) -> dict[str, Processor]:
     """One processor per ext_proc phase, keyed by the ProcessingRequest oneof name."""
-    passthrough = PassthroughProcessor()
+    if cache is None:
+        passthrough = PassthroughProcessor()
+        response_headers: Processor = passthrough
+        response_body: Processor = passthrough
+    else:
+        response_headers = ResponseHeadersProcessor(cache)
+        response_body = ResponseBodyProcessor(cache)
     return {
-        "request_headers": RequestHeadersProcessor(config_source),
-        "request_body": RequestBodyProcessor(config_source),
-        "response_headers": passthrough,
-        "response_body": passthrough,
+        "request_headers": RequestHeadersProcessor(config_source, caching=cache is not None),
+        "request_body": RequestBodyProcessor(config_source, cache),
+        "response_headers": response_headers,
+        "response_body": response_body,
     }
+
+
+def build_cache(
+    settings: GatewaySettings, store: CacheStore | None, registry: CollectorRegistry
+) -> ResponseCache | None:
+    if store is None:
+        return None
+    return ResponseCache(
+        store, CacheMetrics(registry), follower_wait_s=settings.cache_follower_wait_s
+    )
 
 
 def create_server(
     settings: GatewaySettings,
     config_source: GatewayConfigSource,
     registry: CollectorRegistry | None = None,
+    store: CacheStore | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """The server, not yet started, and the port it bound (settings.ext_proc_port, or any if 0)."""
-    metrics = FilterMetrics(registry or CollectorRegistry(), config_source)
+    """The server, not yet started, and the port it bound (settings.ext_proc_port, or any if 0).
+
+    ``store`` None means no response cache: speech responses then never reach the filter.
+    """
+    registry = registry or CollectorRegistry()
+    metrics = FilterMetrics(registry, config_source)
+    cache = build_cache(settings, store, registry)
     server = grpc.aio.server(options=_SERVER_OPTIONS)
     add_ExternalProcessorServicer_to_server(
-        ExtProcService(build_processors(config_source), metrics), server
+        ExtProcService(build_processors(config_source, cache), metrics), server
     )
     address = f"{_host_for_grpc(settings.ext_proc_host)}:{settings.ext_proc_port}"
     try:

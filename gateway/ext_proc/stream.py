@@ -38,22 +38,28 @@ class ExtProcService(ExternalProcessorServicer):
     ) -> AsyncIterator[ProcessingResponse]:
         ctx = RequestContext()
         recorded = False
-        async for request in request_iterator:
-            phase = request.WhichOneof("request")
-            if phase is None:
-                # Nothing Envoy sends; there is no phase to answer for.
-                log.warning("ignoring a ProcessingRequest without a phase")
-                continue
-            started = time.perf_counter()
-            response = await self._handle(phase, request, ctx)
-            self._metrics.duration.labels(phase).observe(time.perf_counter() - started)
-            if ctx.outcome is not None and not recorded:
-                self._metrics.record(ctx.outcome)
-                recorded = True
-            yield response
-            if response.HasField("immediate_response"):
-                # Envoy answers the client and sends nothing more on this stream.
-                return
+        try:
+            async for request in request_iterator:
+                phase = request.WhichOneof("request")
+                if phase is None:
+                    # Nothing Envoy sends; there is no phase to answer for.
+                    log.warning("ignoring a ProcessingRequest without a phase")
+                    continue
+                started = time.perf_counter()
+                response = await self._handle(phase, request, ctx)
+                self._metrics.duration.labels(phase).observe(time.perf_counter() - started)
+                if ctx.outcome is not None and not recorded:
+                    self._metrics.record(ctx.outcome)
+                    recorded = True
+                yield response
+                if response.HasField("immediate_response"):
+                    # Envoy answers the client and sends nothing more on this stream.
+                    return
+        finally:
+            # However the stream ends (client gone, upstream reset, filter bug), a cache
+            # fill this request leads is over: its followers must not wait in vain.
+            if ctx.cache is not None:
+                ctx.cache.abandon()
 
     async def _handle(
         self, phase: str, request: ProcessingRequest, ctx: RequestContext

@@ -39,6 +39,7 @@ class Stack:
             ext_proc_metrics_port=free_port(),
             espeak_port=free_port(),
             cosyvoice3_port=free_port(),
+            redis_port=free_port(),
             envoy_concurrency=1,
         )
         self.children: dict[str, Supervised] = {}
@@ -62,6 +63,9 @@ class Stack:
         if wait:
             await child.wait_ready(60)
         return child
+
+    async def start_redis(self) -> Supervised:
+        return await self._start("redis", components.redis(self.settings))
 
     async def start_control_plane(self) -> Supervised:
         return await self._start("control-plane", components.control_plane(self.settings))
@@ -90,6 +94,7 @@ class Stack:
 
     async def start_all(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        await self.start_redis()
         await self.start_control_plane()
         await self.start_ext_proc()
         await self.start_workers()

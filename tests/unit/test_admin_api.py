@@ -16,6 +16,8 @@ from control_plane.translator import TranslatorOptions
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.fleet import Fleet
 from control_plane.xds.resources import ROUTE
+from gateway.cache.base import CachedResponse
+from gateway.cache.memory import MemoryCacheStore
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -197,3 +199,46 @@ async def test_ui_page_is_served_without_the_token(client: httpx.AsyncClient) ->
     page = await client.get("/ui/", headers={"Authorization": ""})
     assert page.status_code == 200
     assert "ttsgw admin" in page.text and "/api/v1" in page.text
+
+
+async def test_cache_stats_and_purge(cp: ControlPlane) -> None:
+    store = MemoryCacheStore()
+    await store.put(
+        "ttsgw:cache:v1:espeak:g:k1", CachedResponse(b"a" * 10, "audio/wav", "espeak"), 60
+    )
+    await store.put("ttsgw:cache:v1:cosyvoice3:g:k2", CachedResponse(b"b", "audio/wav", "c"), 60)
+    for outcome in ("hit", "hit", "miss", "bypass"):
+        await store.record("espeak", outcome, 10)  # type: ignore[arg-type]
+    app = create_app(cp, admin_token=TOKEN, registry=CollectorRegistry(), cache_store=store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://a", headers=AUTH) as c:
+        stats = (await c.get("/api/v1/cache")).json()
+        assert stats["models"]["espeak"]["hits"] == 2
+        assert stats["total"]["hit_ratio"] == pytest.approx(2 / 3)
+        assert stats["total"]["bytes_served"] == 20
+        purged = (await c.delete("/api/v1/cache", params={"model": "espeak"})).json()
+        assert purged == {"purged": 1, "model": "espeak"}
+        assert store.entry_count() == 1
+        assert (await c.delete("/api/v1/cache")).json()["purged"] == 1
+        store.down = True
+        down = await c.get("/api/v1/cache")
+        assert down.status_code == 503 and down.json()["error"]["code"] == "store_unavailable"
+
+
+async def test_cache_endpoints_say_when_no_cache_is_configured(client: httpx.AsyncClient) -> None:
+    r = await client.get("/api/v1/cache")
+    assert r.status_code == 503
+    assert "TTSGW_REDIS_URL" in r.json()["error"]["message"]
+
+
+async def test_gateway_policy_round_trip(client: httpx.AsyncClient) -> None:
+    r = await client.put(
+        "/api/v1/gateway-policy", json={"max_input_chars": 100, "cache_enabled": False}
+    )
+    assert r.status_code == 200 and r.json()["revision"] == 2
+    policy = (await client.get("/api/v1/gateway-policy")).json()
+    assert policy["max_input_chars"] == 100 and policy["cache_enabled"] is False
+    config = (await client.get("/api/v1/gateway-config")).json()
+    assert config["limits"]["max_input_chars"] == 100 and config["cache"]["enabled"] is False
+    bad = await client.put("/api/v1/gateway-policy", json={"min_speed": 3, "max_speed": 2})
+    assert bad.status_code == 422

@@ -1,0 +1,50 @@
+"""The versioned contract the gateway filter long-polls: models, limits and cache policy.
+
+The filter keeps its last good copy when the control plane is down, so everything it
+needs to validate, route and cache a request travels in this one document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from control_plane.domain import DesiredState, ModelSpec
+
+
+def _digest(value: object, size: int) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:size]
+
+
+def cache_generation(model: ModelSpec) -> str:
+    """Changes whenever the splits change, so no entry outlives the variants that made it."""
+    return _digest([s.model_dump() for s in model.splits], 8)
+
+
+def gateway_config(state: DesiredState, revision: int) -> dict[str, Any]:
+    policy = state.gateway
+    body: dict[str, Any] = {
+        "models": {
+            name: {
+                "backends": [s.backend for s in model.splits if s.weight > 0],
+                "cache_ttl_s": model.cache_ttl_s,
+                "cache_generation": cache_generation(model),
+            }
+            for name, model in sorted(state.models.items())
+        },
+        "limits": {
+            "max_input_chars": policy.max_input_chars,
+            "max_prompt_audio_bytes": policy.max_prompt_audio_bytes,
+            "max_prompt_audio_seconds": policy.max_prompt_audio_seconds,
+            "min_speed": policy.min_speed,
+            "max_speed": policy.max_speed,
+        },
+        "cache": {
+            "enabled": policy.cache_enabled,
+            "max_entry_bytes": policy.cache_max_entry_bytes,
+        },
+    }
+    # The revision is left out of the version on purpose: a write that changes nothing the
+    # filter uses (a health check, a timeout) must not wake every filter.
+    return {"version": _digest(body, 16), "revision": revision, **body}

@@ -1,0 +1,189 @@
+"""The POST /v1/audio/speech body: parsed and checked against the configured limits.
+
+A pure function of the body bytes and the limits, so it can be fuzzed on its own: it
+either returns a SpeechRequest or raises a RequestRejected (400 or 413), never anything
+else. Which model names exist is the processor's business (404), not the parser's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import math
+from typing import Any, Literal
+
+import soundfile
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+
+from gateway.config_client import SpeechLimits
+from gateway.errors import InvalidRequestError, PayloadTooLargeError
+
+RESPONSE_FORMATS = ("wav", "pcm", "flac", "mp3", "opus")
+STREAM_FORMATS = ("audio", "sse")
+PROMPT_MIN_RATE = 16_000
+_PROMPT_CONTAINERS = ("WAV", "FLAC")
+
+
+class _Wire(BaseModel):
+    """Field types only; ranges depend on the limits and are checked after."""
+
+    # The OpenAI SDK may send fields we do not know; they are ignored, not rejected.
+    model_config = ConfigDict(extra="ignore")
+
+    model: StrictStr
+    input: StrictStr
+    voice: StrictStr = "alloy"
+    response_format: Literal["wav", "pcm", "flac", "mp3", "opus"] = "wav"
+    # Strict: JSON true is not a speed, and "1.5" is not a number.
+    speed: float = Field(default=1.0, strict=True)
+    instructions: StrictStr | None = None
+    stream_format: Literal["audio", "sse"] = "audio"
+    prompt_audio: StrictStr | None = None
+    prompt_text: StrictStr | None = None
+
+
+class SpeechRequest(BaseModel):
+    """A valid speech request; ``prompt_audio`` holds the decoded bytes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    input: str
+    voice: str = "alloy"
+    response_format: str = "wav"
+    speed: float = 1.0
+    instructions: str | None = None
+    stream_format: str = "audio"
+    prompt_audio: bytes | None = None
+    prompt_text: str | None = None
+
+
+def parse_speech_request(body: bytes, limits: SpeechLimits | None = None) -> SpeechRequest:
+    limits = limits or SpeechLimits()
+    try:
+        wire = _Wire.model_validate(_json_object(body))
+    except ValidationError as exc:
+        raise _rejection(exc) from None
+    if not wire.model.strip():
+        raise InvalidRequestError("'model' must be a non-empty string.", param="model")
+    _check_input(wire.input, limits)
+    _check_speed(wire.speed, limits)
+    if not wire.voice.strip():
+        raise InvalidRequestError("'voice' must be a non-empty string.", param="voice")
+    if wire.prompt_text is not None and wire.prompt_audio is None:
+        raise InvalidRequestError(
+            "'prompt_text' is only allowed together with 'prompt_audio'.", param="prompt_text"
+        )
+    prompt = _prompt_audio(wire.prompt_audio, limits) if wire.prompt_audio is not None else None
+    return SpeechRequest(
+        model=wire.model,
+        input=wire.input,
+        voice=wire.voice,
+        response_format=wire.response_format,
+        speed=wire.speed,
+        instructions=wire.instructions,
+        stream_format=wire.stream_format,
+        prompt_audio=prompt,
+        prompt_text=wire.prompt_text,
+    )
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    if not body:
+        raise InvalidRequestError(
+            "The request body is required: a JSON object with 'model' and 'input'."
+        )
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        # ValueError covers bad UTF-8 and integers past Python's digit limit too.
+        raise InvalidRequestError(
+            "We could not parse the JSON body of your request. The body must be a JSON object."
+        ) from None
+    if not isinstance(payload, dict):
+        raise InvalidRequestError("The request body must be a JSON object.")
+    for name in ("model", "input"):
+        if payload.get(name) is None:
+            raise InvalidRequestError(f"Missing required parameter: '{name}'.", param=name)
+    return payload
+
+
+def _rejection(exc: ValidationError) -> InvalidRequestError:
+    error = exc.errors(include_url=False)[0]
+    param = str(error["loc"][0]) if error["loc"] else None
+    if param == "response_format":
+        message = f"'response_format' must be one of: {', '.join(RESPONSE_FORMATS)}."
+    elif param == "stream_format":
+        message = f"'stream_format' must be one of: {', '.join(STREAM_FORMATS)}."
+    elif param == "speed":
+        message = "'speed' must be a number."
+    else:
+        message = f"'{param}' must be a string." if param else "Invalid request body."
+    return InvalidRequestError(message, param=param, code="invalid_value")
+
+
+def _check_input(text: str, limits: SpeechLimits) -> None:
+    if not text.strip():
+        raise InvalidRequestError("'input' must be a non-empty string.", param="input")
+    if len(text) > limits.max_input_chars:
+        raise PayloadTooLargeError(
+            f"'input' is {len(text)} characters; the limit is {limits.max_input_chars}.",
+            param="input",
+            code="input_too_long",
+        )
+
+
+def _check_speed(speed: float, limits: SpeechLimits) -> None:
+    if not math.isfinite(speed) or not limits.min_speed <= speed <= limits.max_speed:
+        raise InvalidRequestError(
+            f"'speed' must be between {limits.min_speed:g} and {limits.max_speed:g}.",
+            param="speed",
+            code="invalid_value",
+        )
+
+
+def _prompt_audio(b64: str, limits: SpeechLimits) -> bytes:
+    # Refuse an oversized clip before decoding it: base64 is 4 characters per 3 bytes.
+    if len(b64) // 4 * 3 > limits.max_prompt_audio_bytes + 3:
+        raise _prompt_too_large(limits)
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad_prompt("'prompt_audio' is not valid base64.") from None
+    if len(raw) > limits.max_prompt_audio_bytes:
+        raise _prompt_too_large(limits)
+    try:
+        info = soundfile.info(io.BytesIO(raw))
+    except Exception:
+        # libsndfile's errors are many and untyped (LibsndfileError, RuntimeError,
+        # TypeError); any of them means "not an audio file we accept".
+        raise _bad_prompt("'prompt_audio' must be a WAV or FLAC file.") from None
+    if info.format not in _PROMPT_CONTAINERS:
+        raise _bad_prompt(f"'prompt_audio' must be WAV or FLAC, got {info.format}.")
+    if info.samplerate < PROMPT_MIN_RATE:
+        raise _bad_prompt(
+            f"'prompt_audio' must be sampled at >= {PROMPT_MIN_RATE} Hz, got {info.samplerate} Hz."
+        )
+    if info.frames <= 0:
+        raise _bad_prompt("'prompt_audio' is empty.")
+    seconds = info.frames / info.samplerate
+    if seconds > limits.max_prompt_audio_seconds:
+        raise _bad_prompt(
+            f"'prompt_audio' must be at most {limits.max_prompt_audio_seconds:g} s long, "
+            f"got {seconds:.1f} s."
+        )
+    return raw
+
+
+def _bad_prompt(message: str) -> InvalidRequestError:
+    return InvalidRequestError(message, param="prompt_audio", code="invalid_prompt_audio")
+
+
+def _prompt_too_large(limits: SpeechLimits) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"'prompt_audio' is larger than {limits.max_prompt_audio_bytes} bytes.",
+        param="prompt_audio",
+        code="prompt_audio_too_large",
+    )

@@ -1,0 +1,61 @@
+"""The gateway filter's contract: what it carries and when its version moves."""
+
+from __future__ import annotations
+
+from control_plane.domain import GatewayPolicy, ModelSpec, Split, default_state
+from control_plane.gateway_contract import gateway_config
+
+
+def _with_model(**changes: object) -> dict[str, object]:
+    state = default_state()
+    model = state.models["espeak"].model_copy(update=changes)
+    return gateway_config(state.model_copy(update={"models": {**state.models, "espeak": model}}), 2)
+
+
+def test_carries_models_limits_and_cache_policy() -> None:
+    config = gateway_config(default_state(), 1)
+    assert config["revision"] == 1
+    assert config["models"]["espeak"]["backends"] == ["espeak"]
+    assert config["models"]["espeak"]["cache_ttl_s"] == 3600
+    assert config["limits"] == {
+        "max_input_chars": 4096,
+        "max_prompt_audio_bytes": 10 * 1024 * 1024,
+        "max_prompt_audio_seconds": 30.0,
+        "min_speed": 0.25,
+        "max_speed": 4.0,
+    }
+    assert config["cache"] == {"enabled": True, "max_entry_bytes": 8 * 1024 * 1024}
+
+
+def test_split_change_bumps_the_cache_generation_and_version() -> None:
+    base = gateway_config(default_state(), 1)
+    split = _with_model(
+        splits=[Split(backend="espeak", weight=90), Split(backend="cosyvoice3", weight=10)]
+    )
+    assert (
+        split["models"]["espeak"]["cache_generation"]
+        != base["models"]["espeak"]["cache_generation"]
+    )
+    assert split["models"]["espeak"]["backends"] == ["espeak", "cosyvoice3"]
+    assert split["version"] != base["version"]
+
+
+def test_changes_the_filter_does_not_use_keep_the_version() -> None:
+    base = gateway_config(default_state(), 1)
+    slower = _with_model(timeout_s=120.0)
+    assert slower["version"] == base["version"]
+    assert slower["models"] == base["models"]
+
+
+def test_zero_weight_backends_are_not_listed() -> None:
+    config = _with_model(
+        splits=[Split(backend="espeak", weight=100), Split(backend="cosyvoice3", weight=0)]
+    )
+    assert config["models"]["espeak"]["backends"] == ["espeak"]
+
+
+def test_policy_changes_reach_the_filter() -> None:
+    state = default_state().model_copy(update={"gateway": GatewayPolicy(max_input_chars=100)})
+    config = gateway_config(state, 3)
+    assert config["limits"]["max_input_chars"] == 100
+    assert ModelSpec.model_fields["cache_ttl_s"].default == 3600
