@@ -81,6 +81,7 @@ async def test_miss_then_hit_with_identical_audio_through_the_sdk(stack: Stack) 
                 model="espeak", voice="alloy", input="Cache me if you can.", response_format="wav"
             )
             answers.append((raw.headers["x-tts-cache"], raw.headers["x-tts-backend"], raw.content))
+            assert raw.headers["x-request-id"]
     finally:
         await sdk.close()
     assert [a[0] for a in answers] == ["miss", "hit", "hit"]

@@ -95,9 +95,7 @@ class Harness:
         self.store = MemoryCacheStore()
         self.registry = CollectorRegistry()
         source = StaticConfigSource(cfg or config())
-        self.cache = ResponseCache(
-            self.store, CacheMetrics(self.registry), follower_wait_s=wait_s
-        )
+        self.cache = ResponseCache(self.store, CacheMetrics(self.registry), follower_wait_s=wait_s)
         self.service = ExtProcService(
             build_processors(source, self.cache), FilterMetrics(self.registry, source)
         )
