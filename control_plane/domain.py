@@ -144,8 +144,34 @@ class ModelPublic(ModelSpec):
     name: Name
 
 
+PriorityLevel = Literal["high", "default", "low"]
+KeyHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class PriorityClassSpec(_Strict):
+    """API keys that share a priority level. Only SHA-256 hashes of the keys are stored."""
+
+    level: PriorityLevel = "default"
+    api_key_hashes: Annotated[list[KeyHash], Field(max_length=1000)] = []
+    # Requests per second for the whole class, per gateway filter; None: unlimited.
+    rate_limit_rps: Annotated[float, Field(gt=0, le=1_000_000)] | None = None
+
+
+class PriorityClassPublic(_Strict):
+    """What the admin API shows: fingerprints (hash prefixes), never hashes or keys."""
+
+    name: Name
+    level: PriorityLevel
+    rate_limit_rps: float | None
+    keys: list[str]
+
+
 class GatewayPolicy(_Strict):
     """What the gateway filter enforces on every request and how it caches."""
+
+    # Off by default so OpenAI code works unchanged; on, a request without a known key
+    # gets 401.
+    require_api_keys: bool = False
 
     max_input_chars: Annotated[int, Field(ge=1, le=1_000_000)] = 4096
     max_prompt_audio_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 10 * 1024 * 1024
@@ -171,6 +197,19 @@ class DesiredState(_Strict):
     # was set; None means the first model in name order.
     default_model: Name | None = None
     gateway: GatewayPolicy = GatewayPolicy()
+    priority_classes: dict[Name, PriorityClassSpec] = {}
+
+    @model_validator(mode="after")
+    def _keys_belong_to_one_class(self) -> DesiredState:
+        seen: dict[str, str] = {}
+        for name, cls in sorted(self.priority_classes.items()):
+            for key_hash in cls.api_key_hashes:
+                if key_hash in seen:
+                    raise ValueError(
+                        f"an API key is in both priority classes {seen[key_hash]!r} and {name!r}"
+                    )
+                seen[key_hash] = name
+        return self
 
     def fallback_model(self) -> str | None:
         if self.default_model is not None:
