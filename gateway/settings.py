@@ -32,10 +32,10 @@ class GatewaySettings(BaseSettings):
     # What one Redis call may add to a request before the cache is bypassed.
     cache_op_timeout_s: float = Field(default=0.05, gt=0, le=5)
     cache_connect_timeout_s: float = Field(default=0.2, gt=0, le=10)
-    # How long an identical request waits for the one already at the backend. Envoy
-    # drops a filter answer later than its ext_proc message_timeout (500 ms by default)
-    # and sends the request on unfiltered, so this stays below that timeout.
-    cache_follower_wait_s: float = Field(default=0.4, ge=0, le=300)
+    # How long an identical request waits for the one already at the backend. The stream
+    # loop extends Envoy's message timer while it waits (override_message_timeout, up to
+    # the translator's max_message_timeout of 60 s), so this must stay below that.
+    cache_follower_wait_s: float = Field(default=30.0, ge=0, le=55)
 
     def resolved_admin_token(self) -> str | None:
         """The token file wins over the inline token, so a rotated file is picked up on restart."""

@@ -94,6 +94,7 @@ def ext_proc(options: TranslatorOptions) -> ExternalProcessor:
         ),
         failure_mode_allow=options.ext_proc_failure_mode_allow,
         message_timeout=duration(options.ext_proc_message_timeout_ms / 1000),
+        max_message_timeout=duration(options.ext_proc_max_message_timeout_ms / 1000),
         processing_mode=STATIC_MODE,
         allow_mode_override=True,
     )

@@ -22,6 +22,9 @@ class TranslatorOptions:
     # ext_proc's own default is 200 ms; a Redis round trip plus a 1 MB body parse can
     # exceed that under load, so the budget is chosen here rather than inherited.
     ext_proc_message_timeout_ms: int = 500
+    # How far the filter may extend one message's timer (override_message_timeout) when
+    # it knowingly waits, e.g. for another request's synthesis to fill the cache.
+    ext_proc_max_message_timeout_ms: int = 60_000
     # The gateway keeps serving when the filter is down, only without cache and validation.
     ext_proc_failure_mode_allow: bool = True
     access_log_path: str = "/dev/stdout"

@@ -58,7 +58,7 @@ def route_configuration(
     degraded = degraded_route(state)
     if degraded is not None:
         routes.append(degraded)
-    routes.append(not_found_route())
+    routes += [filter_timeout_route(), not_found_route()]
     return RouteConfiguration(
         name=options.route_config_name,
         virtual_hosts=[VirtualHost(name=VIRTUAL_HOST, domains=["*"], routes=routes)],
@@ -117,6 +117,43 @@ def degraded_route(state: domain.DesiredState) -> Route | None:
         # Lets the access log's model field and the backend see which model served it.
         request_headers_to_add=[header(MODEL_HEADER, name)],
         response_headers_to_add=[header(DEGRADED_HEADER, "filter-unavailable")],
+    )
+
+
+FILTER_TIMEOUT_BODY = json.dumps(
+    {
+        "error": {
+            "message": "the gateway filter did not answer in time; retry the request",
+            "type": "server_error",
+            "param": None,
+            "code": "filter_timeout",
+        }
+    },
+    separators=(",", ":"),
+)
+
+
+def filter_timeout_route() -> Route:
+    """A speech request the filter saw but never routed: its answer came too late.
+
+    The filter marks every speech request in the headers phase; if its body-phase answer
+    misses Envoy's message timer, Envoy carries on without a model header. Saying so
+    beats a 404 for a path that exists, and beats the degraded route, whose response
+    headers would then also land on the filter's own rejections.
+    """
+    return Route(
+        name="filter_timeout",
+        match=RouteMatch(
+            prefix=AUDIO_PREFIX,
+            headers=[
+                HeaderMatcher(name=MODEL_HEADER, present_match=True, invert_match=True),
+                HeaderMatcher(name=FILTERED_HEADER, present_match=True),
+            ],
+        ),
+        direct_response=_json_response(503, FILTER_TIMEOUT_BODY),
+        # Only content-type: the filter's own rejections match this route too (they are
+        # sent before a model is set), and Envoy adds these headers to them as well.
+        response_headers_to_add=[header("content-type", "application/json")],
     )
 
 

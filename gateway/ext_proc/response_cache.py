@@ -54,7 +54,7 @@ class ResponseCache:
         store: CacheStore,
         metrics: CacheMetrics,
         *,
-        follower_wait_s: float = 0.4,
+        follower_wait_s: float = 30.0,
         flights: SingleFlight | None = None,
     ) -> None:
         self._store = store

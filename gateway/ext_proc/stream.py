@@ -6,6 +6,7 @@ the processors, the wire shape of rejections in responses/openai_errors.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -16,6 +17,7 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
     ProcessingResponse,
 )
 from envoy.service.ext_proc.v3.external_processor_pb2_grpc import ExternalProcessorServicer
+from google.protobuf.duration_pb2 import Duration
 
 from gateway.errors import RequestRejected
 from gateway.ext_proc.context import Outcome, RequestContext
@@ -26,10 +28,24 @@ from gateway.ext_proc.responses import continue_unchanged, reject
 log = logging.getLogger(__name__)
 
 
+# Envoy's message_timeout is 500 ms (the translator's default); extend well before it.
+EXTEND_AFTER_S = 0.25
+
+
 class ExtProcService(ExternalProcessorServicer):
-    def __init__(self, processors: Mapping[str, Processor], metrics: FilterMetrics) -> None:
+    def __init__(
+        self,
+        processors: Mapping[str, Processor],
+        metrics: FilterMetrics,
+        *,
+        extend_after_s: float = EXTEND_AFTER_S,
+        extended_timeout_s: float = 60.0,
+    ) -> None:
         self._processors = processors
         self._metrics = metrics
+        self._extend_after_s = extend_after_s
+        self._extended = Duration()
+        self._extended.FromMilliseconds(round(extended_timeout_s * 1000))
 
     async def Process(
         self,
@@ -46,7 +62,18 @@ class ExtProcService(ExternalProcessorServicer):
                     log.warning("ignoring a ProcessingRequest without a phase")
                     continue
                 started = time.perf_counter()
-                response = await self._handle(phase, request, ctx)
+                handling = asyncio.ensure_future(self._handle(phase, request, ctx))
+                try:
+                    done, _ = await asyncio.wait({handling}, timeout=self._extend_after_s)
+                    if not done:
+                        # Still working (a single-flight follower waiting for the leader's
+                        # synthesis): ask Envoy to extend this message's timer, up to the
+                        # max_message_timeout the translator configured, instead of
+                        # dropping our answer and sending the request on unfiltered.
+                        yield ProcessingResponse(override_message_timeout=self._extended)
+                    response = await handling
+                finally:
+                    handling.cancel()
                 self._metrics.duration.labels(phase).observe(time.perf_counter() - started)
                 if ctx.outcome is not None and not recorded:
                     self._metrics.record(ctx.outcome)

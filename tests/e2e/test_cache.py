@@ -103,6 +103,26 @@ async def test_sixteen_identical_requests_make_one_synthesis(stack: Stack) -> No
     assert await worker_syntheses(stack, port) - before == 1
 
 
+async def test_followers_wait_for_a_synthesis_slower_than_envoys_message_timeout(
+    stack: Stack,
+) -> None:
+    """Envoy drops filter answers after 500 ms unless the filter extends the timer."""
+    port = stack.settings.cosyvoice3_port
+    text = "A longer passage, so that the synthetic engine takes well over half a second. " * 14
+    async with gateway_client(stack) as client:
+        started = time.perf_counter()
+        solo = await speak(client, text + "(warm-up)", "cosyvoice3")
+        alone_s = time.perf_counter() - started
+        assert solo.status_code == 200
+        before = await worker_syntheses(stack, port)
+        answers = await asyncio.gather(*(speak(client, text, "cosyvoice3") for _ in range(8)))
+    assert alone_s > 0.5, f"synthesis took only {alone_s:.2f}s; the test needs > 0.5 s"
+    assert {r.status_code for r in answers} == {200}
+    assert sorted(r.headers["x-tts-cache"] for r in answers) == ["hit"] * 7 + ["miss"]
+    assert len({r.content for r in answers}) == 1
+    assert await worker_syntheses(stack, port) - before == 1
+
+
 async def test_a_split_model_never_serves_from_the_cache(stack: Stack) -> None:
     await gw.set_splits(stack, "abmix", espeak=50, cosyvoice3=50)
     await gw.wait_routable(stack, "abmix")

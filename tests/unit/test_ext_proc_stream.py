@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
 from envoy.service.ext_proc.v3.external_processor_pb2 import (
+    HeadersResponse,
     HttpBody,
     HttpHeaders,
     ProcessingRequest,
+    ProcessingResponse,
 )
 from prometheus_client import CollectorRegistry
 
@@ -127,3 +130,30 @@ async def test_response_phases_and_trailers_continue_unchanged():
         "request_trailers",
     ]
     assert _count(registry, "passthrough") == 1
+
+
+async def test_a_slow_phase_extends_envoys_message_timer_first():
+    """A processor that knowingly waits gets Envoy's timer extended before it answers."""
+
+    class Slow:
+        async def process(self, request, ctx):
+            await asyncio.sleep(0.1)
+            return ProcessingResponse(request_headers=HeadersResponse())
+
+    registry = CollectorRegistry()
+    source = StaticConfigSource.of_models("espeak", version="v1")
+    service = ExtProcService(
+        {"request_headers": Slow()},
+        FilterMetrics(registry, source),
+        extend_after_s=0.02,
+        extended_timeout_s=30,
+    )
+    out = await _collect(service, _headers("GET", "/v1/models"))
+    assert [r.WhichOneof("response") for r in out] == [None, "request_headers"]
+    assert out[0].override_message_timeout.seconds == 30
+
+
+async def test_a_fast_phase_sends_no_extension():
+    service, _ = _service()
+    out = await _collect(service, _headers("GET", "/v1/models"))
+    assert len(out) == 1 and not out[0].HasField("override_message_timeout")

@@ -57,6 +57,7 @@ def test_route_config_name_virtual_host_and_order() -> None:
         "model:cosyvoice3",
         "model:espeak",
         "degraded:espeak",
+        "filter_timeout",
         "not_found",
     ]
 
@@ -165,9 +166,9 @@ def test_degraded_route_rejects_unknown_default_model() -> None:
     assert err.value.field == "default_model"
 
 
-def test_no_models_means_only_models_list_and_404() -> None:
+def test_no_models_means_no_model_routes() -> None:
     rc = _routes(DesiredState())
-    assert [r.name for r in rc.virtual_hosts[0].routes] == ["models", "not_found"]
+    assert [r.name for r in rc.virtual_hosts[0].routes] == ["models", "filter_timeout", "not_found"]
     body = json.loads(_by_name(rc)["models"].direct_response.body.inline_string)
     assert body == {"object": "list", "data": []}
 
@@ -186,3 +187,14 @@ def test_catch_all_is_an_openai_shaped_json_404() -> None:
             "code": "not_found",
         }
     }
+
+
+def test_a_marked_request_without_a_model_gets_a_json_503_not_a_404() -> None:
+    route = _by_name(_routes(default_state()))["filter_timeout"]
+    assert route.match.prefix == "/v1/audio/"
+    matchers = {hm.name: hm for hm in route.match.headers}
+    assert matchers["x-tts-model"].invert_match and not matchers["x-tts-filtered"].invert_match
+    assert route.direct_response.status == 503
+    body = json.loads(route.direct_response.body.inline_string)
+    assert body["error"]["code"] == "filter_timeout"
+    assert _headers(route.response_headers_to_add) == {"content-type": "application/json"}
