@@ -44,6 +44,19 @@ def gateway_config(state: DesiredState, revision: int) -> dict[str, Any]:
             "enabled": policy.cache_enabled,
             "max_entry_bytes": policy.cache_max_entry_bytes,
         },
+        "auth": {
+            "require_api_keys": policy.require_api_keys,
+            # SHA-256 of each key -> its class; the filter hashes what the client sends.
+            "keys": {
+                key_hash: name
+                for name, cls in sorted(state.priority_classes.items())
+                for key_hash in cls.api_key_hashes
+            },
+            "classes": {
+                name: {"level": cls.level, "rate_limit_rps": cls.rate_limit_rps}
+                for name, cls in sorted(state.priority_classes.items())
+            },
+        },
     }
     # The revision is left out of the version on purpose: a write that changes nothing the
     # filter uses (a health check, a timeout) must not wake every filter.

@@ -8,7 +8,7 @@ from fastapi import Depends, FastAPI, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
-from control_plane.api import cache, resources
+from control_plane.api import cache, priority, resources
 from control_plane.api.deps import ControlPlaneDep, require_token
 from control_plane.api.errors import install_error_handlers
 from control_plane.service import ControlPlane
@@ -48,6 +48,7 @@ def create_app(
         resources.revisions,
         resources.system,
         cache.router,
+        priority.router,
     )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX, dependencies=auth)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from control_plane.domain import GatewayPolicy, ModelSpec, Split, default_state
+from control_plane.domain import GatewayPolicy, ModelSpec, PriorityClassSpec, Split, default_state
 from control_plane.gateway_contract import gateway_config
 
 
@@ -59,3 +59,22 @@ def test_policy_changes_reach_the_filter() -> None:
     config = gateway_config(state, 3)
     assert config["limits"]["max_input_chars"] == 100
     assert ModelSpec.model_fields["cache_ttl_s"].default == 3600
+
+
+def test_auth_carries_key_hashes_classes_and_the_switch() -> None:
+    state = default_state().model_copy(
+        update={
+            "gateway": GatewayPolicy(require_api_keys=True),
+            "priority_classes": {
+                "gold": PriorityClassSpec(level="high", api_key_hashes=["a" * 64]),
+                "bulk": PriorityClassSpec(level="low", rate_limit_rps=5.0),
+            },
+        }
+    )
+    auth = gateway_config(state, 4)["auth"]
+    assert auth["require_api_keys"] is True
+    assert auth["keys"] == {"a" * 64: "gold"}
+    assert auth["classes"] == {
+        "bulk": {"level": "low", "rate_limit_rps": 5.0},
+        "gold": {"level": "high", "rate_limit_rps": None},
+    }
