@@ -29,7 +29,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Protocol
+from typing import Literal, Protocol
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -75,6 +75,26 @@ class CachePolicy(BaseModel):
     max_entry_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
 
 
+class PriorityClass(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    level: Literal["high", "default", "low"] = "default"
+    rate_limit_rps: float | None = Field(default=None, gt=0)
+
+
+class AuthPolicy(BaseModel):
+    """API keys (as SHA-256 hashes) to priority classes, and whether a key is required."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    require_api_keys: bool = False
+    keys: Mapping[str, str] = Field(default_factory=dict)  # sha256 hex -> class name
+    classes: Mapping[str, PriorityClass] = Field(default_factory=dict)
+    # The value the filter stamps on requests it handled; routes that grant a priority
+    # match it, so a client cannot claim one while the filter is down.
+    route_secret: str = ""
+
+
 class GatewayConfig(BaseModel):
     """One immutable version of what the filter needs to know; swapped whole, never edited."""
 
@@ -85,6 +105,7 @@ class GatewayConfig(BaseModel):
     models: Mapping[str, ModelRoute] = Field(default_factory=dict)
     limits: SpeechLimits = Field(default_factory=SpeechLimits)
     cache: CachePolicy = Field(default_factory=CachePolicy)
+    auth: AuthPolicy = Field(default_factory=AuthPolicy)
 
     def known_models(self) -> list[str]:
         return sorted(self.models)

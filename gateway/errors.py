@@ -3,8 +3,10 @@
     GatewayError
     ├── RequestRejected              a client request the filter answers itself (4xx)
     │   ├── InvalidRequestError      400  bad JSON, missing or ill-typed field; names ``param``
+    │   ├── UnauthorizedError        401  API keys are required and this one is missing/unknown
     │   ├── ModelNotFoundError       404  the model is not in the current gateway config
-    │   └── PayloadTooLargeError     413  input or prompt_audio over the configured limit
+    │   ├── PayloadTooLargeError     413  input or prompt_audio over the configured limit
+    │   └── RateLimitedError         429  the key's priority class is over its rate limit
     ├── ConfigSourceError            the control plane's gateway-config cannot be fetched or
     │                                parsed; the config source keeps its last good copy
     └── StartupError                 the filter cannot start (port taken, unreadable token
@@ -47,6 +49,20 @@ class ModelNotFoundError(RequestRejected):
 
 class PayloadTooLargeError(RequestRejected):
     status = 413
+
+
+class UnauthorizedError(RequestRejected):
+    status = 401
+    code = "invalid_api_key"
+
+
+class RateLimitedError(RequestRejected):
+    status = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ConfigSourceError(GatewayError):

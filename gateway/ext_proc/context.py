@@ -67,6 +67,8 @@ class RequestContext:
     outcome: Outcome | None = None
     request_id: str = ""
     cache: CacheState | None = None
+    # The priority level resolved from the API key (high | default | low).
+    priority: str = "default"
 
     def decide(self, outcome: Outcome) -> None:
         """Record the first decision only; a later phase cannot rewrite history."""

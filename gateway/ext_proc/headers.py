@@ -13,6 +13,9 @@ MODEL_HEADER = "x-tts-model"
 # Set on every speech request the filter has seen, so Envoy's degraded route (meant for
 # when the filter is down) never answers a request the filter handled or rejected.
 FILTERED_HEADER = "x-tts-filtered"
+# The priority level (high | default | low) and class the filter resolved from the API key.
+PRIORITY_HEADER = "x-tts-priority"
+CLASS_HEADER = "x-tts-class"
 
 
 def header_dict(headers: HeaderMap) -> dict[str, str]:

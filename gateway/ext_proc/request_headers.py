@@ -12,10 +12,13 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 
 from gateway.config_client import GatewayConfigSource
 from gateway.errors import InvalidRequestError
+from gateway.ext_proc.admission import Admission
 from gateway.ext_proc.context import Endpoint, Outcome, RequestContext, classify
 from gateway.ext_proc.headers import (
+    CLASS_HEADER,
     FILTERED_HEADER,
     MODEL_HEADER,
+    PRIORITY_HEADER,
     header_dict,
     mutation,
     reserved_headers,
@@ -28,6 +31,7 @@ from gateway.ext_proc.routing import require_known_model
 class RequestHeadersProcessor:
     def __init__(self, config_source: GatewayConfigSource, *, caching: bool = False) -> None:
         self._config_source = config_source
+        self._admission = Admission()
         # With a cache the filter must ask for the response headers now: Envoy ignores a
         # mode override sent with the body's answer (see modes.py).
         self._speech_mode = CACHE_MODE if caching else None
@@ -47,6 +51,16 @@ class RequestHeadersProcessor:
         # us (seen in tests/e2e/test_filter_envoy.py); a removal counts only with a clear.
         clear = bool(ctx.stripped_headers)
 
+        config = self._config_source.current()
+        stamped: dict[str, str] = {}
+        if config is not None and ctx.path.startswith("/v1/"):
+            # Every API call is admitted (401, 429); only the ones Envoy routes to a
+            # backend carry the class on, since a route-cache clear is not free.
+            admitted = self._admission.admit(headers.get("authorization"), config.auth)
+            ctx.priority = admitted.level
+            if ctx.endpoint is not Endpoint.OTHER:
+                stamped = {PRIORITY_HEADER: admitted.level, CLASS_HEADER: admitted.priority_class}
+
         if ctx.endpoint is Endpoint.SPEECH:
             if http_headers.end_of_stream:
                 raise InvalidRequestError(
@@ -55,22 +69,27 @@ class RequestHeadersProcessor:
             # Envoy buffers the body and sends it next; the route is picked then. Marking
             # the request keeps it off the degraded route meanwhile, so a rejection from
             # the body phase is not dressed as a filter outage. Before the first config
-            # the filter fails open, and the degraded route is exactly what it needs.
-            if self._config_source.current() is None:
+            # the filter fails open, and the degraded route is exactly what it needs. The
+            # mark is a secret the routes that grant priority match, so a client cannot
+            # claim a priority while the filter is down.
+            if config is None:
                 return continue_request_headers(strip, clear_route_cache=clear)
-            marked = mutation(set_headers={FILTERED_HEADER: "1"}, remove=ctx.stripped_headers)
+            marker = config.auth.route_secret or "1"
+            marked = mutation(
+                set_headers={**stamped, FILTERED_HEADER: marker}, remove=ctx.stripped_headers
+            )
             return continue_request_headers(
                 marked, clear_route_cache=True, mode_override=self._speech_mode
             )
         if ctx.endpoint is Endpoint.VOICES:
-            return self._route_voices(ctx, strip)
+            return self._route_voices(ctx, strip, stamped)
         ctx.decide(Outcome.PASSTHROUGH)
         return continue_request_headers(
             strip, clear_route_cache=clear, mode_override=PASSTHROUGH_MODE
         )
 
     def _route_voices(
-        self, ctx: RequestContext, strip: HeaderMutation | None
+        self, ctx: RequestContext, strip: HeaderMutation | None, stamped: dict[str, str]
     ) -> ProcessingResponse:
         config = self._config_source.current()
         if config is None:
@@ -89,7 +108,7 @@ class RequestHeadersProcessor:
         ctx.model = require_known_model(config, name)
         ctx.decide(Outcome.ROUTED)
         return continue_request_headers(
-            mutation(set_headers={MODEL_HEADER: ctx.model}, remove=ctx.stripped_headers),
+            mutation(set_headers={**stamped, MODEL_HEADER: ctx.model}, remove=ctx.stripped_headers),
             clear_route_cache=True,
             mode_override=PASSTHROUGH_MODE,
         )

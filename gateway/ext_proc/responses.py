@@ -15,7 +15,7 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 )
 from envoy.type.v3.http_status_pb2 import HttpStatus
 
-from gateway.errors import RequestRejected
+from gateway.errors import RateLimitedError, RequestRejected
 from gateway.ext_proc.headers import set_header
 from gateway.openai_errors import CONTENT_TYPE, error_body
 
@@ -63,10 +63,13 @@ def continue_unchanged(request: ProcessingRequest) -> ProcessingResponse:
 
 def reject(exc: RequestRejected) -> ProcessingResponse:
     """Answer the client directly with OpenAI's error shape; the request goes no further."""
+    headers = [set_header("content-type", CONTENT_TYPE)]
+    if isinstance(exc, RateLimitedError):
+        headers.append(set_header("retry-after", str(exc.retry_after_s)))
     return ProcessingResponse(
         immediate_response=ImmediateResponse(
             status=HttpStatus(code=exc.status),  # type: ignore[arg-type]
-            headers=HeaderMutation(set_headers=[set_header("content-type", CONTENT_TYPE)]),
+            headers=HeaderMutation(set_headers=headers),
             body=error_body(exc),
             details=f"ttsgw_filter_{exc.code or 'rejected'}",
         )

@@ -78,10 +78,15 @@ async def test_speech_headers_strip_client_tts_headers_and_wait_for_body(source)
     )
     assert response.WhichOneof("response") == "request_headers"
     common = response.request_headers.response
-    assert sorted(common.header_mutation.remove_headers) == ["x-tts-model", "x-tts-priority"]
+    # The client's x-tts-model goes; its x-tts-priority is overwritten by what its key
+    # grants (no key known here: default).
+    assert sorted(common.header_mutation.remove_headers) == ["x-tts-model"]
     # Marked as seen by the filter, so Envoy's degraded route cannot answer it.
-    [marker] = common.header_mutation.set_headers
-    assert (marker.header.key, marker.header.raw_value) == ("x-tts-filtered", b"1")
+    assert set_headers(common) == {
+        "x-tts-filtered": "1",
+        "x-tts-priority": "default",
+        "x-tts-class": "anonymous",
+    }
     # Envoy matched a route with the client's headers already; changes need a re-match.
     assert common.clear_route_cache
     # The body must still come: no mode override that would switch it off.
@@ -125,7 +130,7 @@ async def test_headers_read_legacy_value_field(source):
     )
     ctx = RequestContext()
     response = await RequestHeadersProcessor(source).process(request, ctx)
-    assert set_headers(response.request_headers.response) == {"x-tts-model": "espeak"}
+    assert set_headers(response.request_headers.response)["x-tts-model"] == "espeak"
 
 
 async def test_voices_known_model_sets_header_and_clears_route_cache(source):
@@ -133,7 +138,11 @@ async def test_voices_known_model_sets_header_and_clears_route_cache(source):
         source, "GET", "/v1/audio/voices?model=cosyvoice3", {"x-tts-model": "espeak"}
     )
     common = response.request_headers.response
-    assert set_headers(common) == {"x-tts-model": "cosyvoice3"}
+    assert set_headers(common) == {
+        "x-tts-model": "cosyvoice3",
+        "x-tts-priority": "default",
+        "x-tts-class": "anonymous",
+    }
     # Ours overwrites; removing the same name too would risk dropping ours.
     assert "x-tts-model" not in common.header_mutation.remove_headers
     assert common.clear_route_cache
