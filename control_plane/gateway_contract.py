@@ -22,7 +22,7 @@ def cache_generation(model: ModelSpec) -> str:
     return _digest([s.model_dump() for s in model.splits], 8)
 
 
-def gateway_config(state: DesiredState, revision: int) -> dict[str, Any]:
+def gateway_config(state: DesiredState, revision: int, route_secret: str = "") -> dict[str, Any]:
     policy = state.gateway
     body: dict[str, Any] = {
         "models": {
@@ -46,6 +46,7 @@ def gateway_config(state: DesiredState, revision: int) -> dict[str, Any]:
         },
         "auth": {
             "require_api_keys": policy.require_api_keys,
+            "route_secret": route_secret,
             # SHA-256 of each key -> its class; the filter hashes what the client sends.
             "keys": {
                 key_hash: name

@@ -174,7 +174,7 @@ class ControlPlane:
     # --- the gateway filter's view: a versioned contract, long-polled -------------
 
     def gateway_config(self) -> dict[str, Any]:
-        return gateway_config(self.head.state, self.head.number)
+        return gateway_config(self.head.state, self.head.number, self._options.route_secret)
 
     async def wait_gateway_config(self, after: str | None, timeout: float) -> dict[str, Any] | None:
         """The current config if its version differs from ``after``, else wait; None on timeout."""

@@ -20,6 +20,7 @@ class ControlPlaneSettings(BaseSettings):
     admin_host: str = "127.0.0.1"
     admin_port: int = 9000
     admin_token: str | None = None
+    route_secret: str | None = None
     # The gateway's response cache, for the admin API's stats and purge; None: no cache.
     redis_url: str | None = None
 
@@ -57,17 +58,23 @@ class ControlPlaneSettings(BaseSettings):
             ext_proc_port=self.ext_proc_port,
             ext_proc_message_timeout_ms=self.ext_proc_message_timeout_ms,
             access_log_path=self.access_log_path,
+            route_secret=self.resolve_route_secret(),
         )
 
     def resolve_admin_token(self) -> str:
         """TTSGW_ADMIN_TOKEN wins; otherwise DIR/admin-token, created once (mode 0600)."""
-        if self.admin_token:
-            return self.admin_token
-        path = self.state_dir / "admin-token"
+        return self.admin_token or self._state_secret("admin-token")
+
+    def resolve_route_secret(self) -> str:
+        """The filter's mark that HIGH routes match; stable, so restarts push no new routes."""
+        return self.route_secret or self._state_secret("route-secret")
+
+    def _state_secret(self, name: str) -> str:
+        path = self.state_dir / name
         if path.exists():
             return path.read_text().strip()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        token = secrets.token_urlsafe(24)
+        value = secrets.token_urlsafe(24)
         path.touch(mode=0o600)
-        path.write_text(token + "\n")
-        return token
+        path.write_text(value + "\n")
+        return value

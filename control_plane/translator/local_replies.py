@@ -8,12 +8,23 @@ JSON, and flag-free) pass through untouched.
 
 from __future__ import annotations
 
-from envoy.config.accesslog.v3.accesslog_pb2 import AccessLogFilter, ResponseFlagFilter
+from envoy.config.accesslog.v3.accesslog_pb2 import (
+    AccessLogFilter,
+    AndFilter,
+    HeaderFilter,
+    ResponseFlagFilter,
+)
 from envoy.config.core.v3.substitution_format_string_pb2 import SubstitutionFormatString
+from envoy.config.route.v3.route_components_pb2 import HeaderMatcher
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.type.matcher.v3.string_pb2 import StringMatcher
 from google.protobuf.struct_pb2 import Struct
+from google.protobuf.wrappers_pb2 import UInt32Value
+
+from control_plane.translator.protos import header
+from gateway.ext_proc.headers import PRIORITY_HEADER
 
 # (Envoy response flags, OpenAI error type, our error code, what the client should know)
 _MAPPINGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
@@ -54,13 +65,41 @@ def _body(error_type: str, code: str, hint: str) -> SubstitutionFormatString:
     return SubstitutionFormatString(json_format=fmt, content_type="application/json")
 
 
+def _shed_low_priority() -> hcm_pb2.ResponseMapper:
+    """Low-priority overflow is shed as 429 with Retry-After, so clients back off.
+
+    Default and high overflow stay 503 `overloaded`: high has its own budget, and
+    default traffic did nothing a retry later would fix sooner.
+    """
+    is_low = HeaderFilter(
+        header=HeaderMatcher(name=PRIORITY_HEADER, string_match=StringMatcher(exact="low"))
+    )
+    overflow = AccessLogFilter(response_flag_filter=ResponseFlagFilter(flags=["UO"]))
+    return hcm_pb2.ResponseMapper(
+        filter=AccessLogFilter(
+            and_filter=AndFilter(filters=[overflow, AccessLogFilter(header_filter=is_low)])
+        ),
+        status_code=UInt32Value(value=429),
+        headers_to_add=[header("retry-after", "1")],
+        body_format_override=_body(
+            "rate_limit_error",
+            "shed",
+            "the backend is at its limit and low-priority requests are shed first; retry later",
+        ),
+    )
+
+
 def local_reply_config() -> hcm_pb2.LocalReplyConfig:
+    # The first mapper that matches wins, so the low-priority shed comes first.
     return hcm_pb2.LocalReplyConfig(
         mappers=[
-            hcm_pb2.ResponseMapper(
-                filter=AccessLogFilter(response_flag_filter=ResponseFlagFilter(flags=flags)),
-                body_format_override=_body(error_type, code, hint),
-            )
-            for flags, error_type, code, hint in _MAPPINGS
+            _shed_low_priority(),
+            *(
+                hcm_pb2.ResponseMapper(
+                    filter=AccessLogFilter(response_flag_filter=ResponseFlagFilter(flags=flags)),
+                    body_format_override=_body(error_type, code, hint),
+                )
+                for flags, error_type, code, hint in _MAPPINGS
+            ),
         ]
     )

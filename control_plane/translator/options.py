@@ -28,6 +28,9 @@ class TranslatorOptions:
     # The gateway keeps serving when the filter is down, only without cache and validation.
     ext_proc_failure_mode_allow: bool = True
     access_log_path: str = "/dev/stdout"
+    # The value the filter stamps on requests it handled (x-tts-filtered); HIGH routes
+    # match it. Empty: any mark matches (tests); the control plane always sets one.
+    route_secret: str = ""
     route_config_name: str = "ttsgw_routes"
     listener_name: str = "ttsgw_listener"
     # ext_proc BUFFERED mode answers 413 above the connection buffer limit (Envoy's

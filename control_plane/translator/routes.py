@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from envoy.config.core.v3.base_pb2 import DataSource
+from envoy.config.core.v3.base_pb2 import DataSource, RoutingPriority
 from envoy.config.route.v3.route_components_pb2 import (
     DirectResponseAction,
     HeaderMatcher,
@@ -31,7 +31,7 @@ from control_plane.translator.options import (
     TranslatorOptions,
 )
 from control_plane.translator.protos import duration, header
-from gateway.ext_proc.headers import FILTERED_HEADER, MODEL_HEADER
+from gateway.ext_proc.headers import FILTERED_HEADER, MODEL_HEADER, PRIORITY_HEADER
 
 # Envoy caps direct_response bodies at 4 KiB by default; /v1/models grows with the models.
 MAX_DIRECT_RESPONSE_BYTES = 1024 * 1024
@@ -54,7 +54,12 @@ def route_configuration(
     state: domain.DesiredState, options: TranslatorOptions
 ) -> RouteConfiguration:
     routes = [models_route(state)]
-    routes += [model_route(name, state.models[name]) for name in sorted(state.models)]
+    # HIGH routes only exist while some class is high: they double the route count.
+    high = any(c.level == "high" for c in state.priority_classes.values())
+    for name in sorted(state.models):
+        if high:
+            routes.append(high_priority_route(name, state.models[name], options.route_secret))
+        routes.append(model_route(name, state.models[name]))
     degraded = degraded_route(state)
     if degraded is not None:
         routes.append(degraded)
@@ -94,6 +99,34 @@ def model_route(name: str, model: domain.ModelSpec) -> Route:
             headers=[HeaderMatcher(name=MODEL_HEADER, string_match=StringMatcher(exact=name))],
         ),
         route=_route_action(model),
+        # The mark is the filter's secret; backends have no use for it.
+        request_headers_to_remove=[FILTERED_HEADER],
+    )
+
+
+def high_priority_route(name: str, model: domain.ModelSpec, route_secret: str) -> Route:
+    """The model's route at Envoy's HIGH priority, with its own circuit-breaker budget.
+
+    It also requires the filter's mark, whose value is a secret only the filter knows:
+    while the filter is down a client's own x-tts-priority cannot reach this route.
+    """
+    marker = HeaderMatcher(name=FILTERED_HEADER, present_match=True)
+    if route_secret:
+        marker = HeaderMatcher(name=FILTERED_HEADER, string_match=StringMatcher(exact=route_secret))
+    action = _route_action(model)
+    action.priority = RoutingPriority.HIGH
+    return Route(
+        name=f"model:{name}:high",
+        match=RouteMatch(
+            prefix="/v1/",
+            headers=[
+                HeaderMatcher(name=MODEL_HEADER, string_match=StringMatcher(exact=name)),
+                HeaderMatcher(name=PRIORITY_HEADER, string_match=StringMatcher(exact="high")),
+                marker,
+            ],
+        ),
+        route=action,
+        request_headers_to_remove=[FILTERED_HEADER],
     )
 
 

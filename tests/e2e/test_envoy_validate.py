@@ -29,6 +29,7 @@ from control_plane.domain import (
     DesiredState,
     Endpoint,
     ModelSpec,
+    PriorityClassSpec,
     Split,
     default_state,
 )
@@ -118,6 +119,16 @@ def test_default_state_validates(tmp_path: Path) -> None:
 def test_big_mixed_state_validates(tmp_path: Path) -> None:
     resources = translate(big_state(), TranslatorOptions())
     assert len(resources.endpoints) == 10  # the IP-only half goes through EDS
+    envoy_validate(static_bootstrap(resources), tmp_path)
+
+
+def test_priority_routes_validate(tmp_path: Path) -> None:
+    state = default_state().model_copy(
+        update={"priority_classes": {"gold": PriorityClassSpec(level="high")}}
+    )
+    resources = translate(state, TranslatorOptions(route_secret="s3cret"))
+    names = [r.name for r in resources.routes[0].virtual_hosts[0].routes]
+    assert names.index("model:espeak:high") == names.index("model:espeak") - 1
     envoy_validate(static_bootstrap(resources), tmp_path)
 
 

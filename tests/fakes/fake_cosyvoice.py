@@ -29,9 +29,16 @@ class FakeAutoModel:
 
     def add_zero_shot_spk(self, prompt_text: str, prompt_wav: Any, zero_shot_spk_id: str) -> bool:
         assert zero_shot_spk_id != ""
-        self.calls.append(("add_zero_shot_spk", {"prompt_text": prompt_text,
-                                                 "prompt_wav": prompt_wav,
-                                                 "zero_shot_spk_id": zero_shot_spk_id}))
+        self.calls.append(
+            (
+                "add_zero_shot_spk",
+                {
+                    "prompt_text": prompt_text,
+                    "prompt_wav": prompt_wav,
+                    "zero_shot_spk_id": zero_shot_spk_id,
+                },
+            )
+        )
         self.spk2info[zero_shot_spk_id] = {"prompt_text": prompt_text}
         return True
 
@@ -40,27 +47,73 @@ class FakeAutoModel:
         assert not (stream and speed != 1.0), "speed change needs stream=False"
         yield {"tts_speech": torch.full((1, SAMPLES_PER_CHAR * len(tts_text)), 0.25)}
 
-    def inference_zero_shot(self, tts_text, prompt_text, prompt_wav, zero_shot_spk_id="",
-                            stream=False, speed=1.0, text_frontend=True):
-        self.calls.append(("inference_zero_shot", dict(
-            tts_text=tts_text, prompt_text=prompt_text, prompt_wav=_read(prompt_wav),
-            zero_shot_spk_id=zero_shot_spk_id, stream=stream, speed=speed)))
+    def inference_zero_shot(
+        self,
+        tts_text,
+        prompt_text,
+        prompt_wav,
+        zero_shot_spk_id="",
+        stream=False,
+        speed=1.0,
+        text_frontend=True,
+    ):
+        self.calls.append(
+            (
+                "inference_zero_shot",
+                dict(
+                    tts_text=tts_text,
+                    prompt_text=prompt_text,
+                    prompt_wav=_read(prompt_wav),
+                    zero_shot_spk_id=zero_shot_spk_id,
+                    stream=stream,
+                    speed=speed,
+                ),
+            )
+        )
         if zero_shot_spk_id:
             assert zero_shot_spk_id in self.spk2info, zero_shot_spk_id
         return self._speech(tts_text, stream, speed)
 
-    def inference_cross_lingual(self, tts_text, prompt_wav, zero_shot_spk_id="",
-                                stream=False, speed=1.0, text_frontend=True):
-        self.calls.append(("inference_cross_lingual", dict(
-            tts_text=tts_text, prompt_wav=_read(prompt_wav),
-            zero_shot_spk_id=zero_shot_spk_id, stream=stream, speed=speed)))
+    def inference_cross_lingual(
+        self, tts_text, prompt_wav, zero_shot_spk_id="", stream=False, speed=1.0, text_frontend=True
+    ):
+        self.calls.append(
+            (
+                "inference_cross_lingual",
+                dict(
+                    tts_text=tts_text,
+                    prompt_wav=_read(prompt_wav),
+                    zero_shot_spk_id=zero_shot_spk_id,
+                    stream=stream,
+                    speed=speed,
+                ),
+            )
+        )
         return self._speech(tts_text, stream, speed)
 
-    def inference_instruct2(self, tts_text, instruct_text, prompt_wav, zero_shot_spk_id="",
-                            stream=False, speed=1.0, text_frontend=True):
-        self.calls.append(("inference_instruct2", dict(
-            tts_text=tts_text, instruct_text=instruct_text, prompt_wav=_read(prompt_wav),
-            zero_shot_spk_id=zero_shot_spk_id, stream=stream, speed=speed)))
+    def inference_instruct2(
+        self,
+        tts_text,
+        instruct_text,
+        prompt_wav,
+        zero_shot_spk_id="",
+        stream=False,
+        speed=1.0,
+        text_frontend=True,
+    ):
+        self.calls.append(
+            (
+                "inference_instruct2",
+                dict(
+                    tts_text=tts_text,
+                    instruct_text=instruct_text,
+                    prompt_wav=_read(prompt_wav),
+                    zero_shot_spk_id=zero_shot_spk_id,
+                    stream=stream,
+                    speed=speed,
+                ),
+            )
+        )
         return self._speech(tts_text, stream, speed)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from envoy.config.core.v3.base_pb2 import RoutingPriority
 from envoy.config.route.v3.route_components_pb2 import Route
 from envoy.config.route.v3.route_pb2 import RouteConfiguration
 
@@ -13,6 +14,7 @@ from control_plane.domain import (
     DesiredState,
     Endpoint,
     ModelSpec,
+    PriorityClassSpec,
     RetryPolicy,
     Split,
     default_state,
@@ -198,3 +200,22 @@ def test_a_marked_request_without_a_model_gets_a_json_503_not_a_404() -> None:
     body = json.loads(route.direct_response.body.inline_string)
     assert body["error"]["code"] == "filter_timeout"
     assert _headers(route.response_headers_to_add) == {"content-type": "application/json"}
+
+
+def test_high_priority_routes_need_the_filters_secret_mark() -> None:
+    plain = _by_name(_routes(default_state()))
+    assert "model:espeak:high" not in plain  # no high class, no doubled routes
+    state = default_state().model_copy(
+        update={"priority_classes": {"gold": PriorityClassSpec(level="high")}}
+    )
+    rc = translate(state, TranslatorOptions(route_secret="s3cret")).routes[0]
+    route = _by_name(rc)["model:espeak:high"]
+    assert route.route.priority == RoutingPriority.HIGH
+    assert _by_name(rc)["model:espeak"].route.priority == RoutingPriority.DEFAULT
+    matchers = {hm.name: hm.string_match.exact for hm in route.match.headers}
+    assert matchers == {
+        "x-tts-model": "espeak",
+        "x-tts-priority": "high",
+        "x-tts-filtered": "s3cret",
+    }
+    assert list(route.request_headers_to_remove) == ["x-tts-filtered"]
