@@ -43,6 +43,10 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
     "upstream_cluster": "%UPSTREAM_CLUSTER%",
     "model": "%REQ(X-TTS-MODEL)%",
     "response_flags": "%RESPONSE_FLAGS%",
+    "priority": "%REQ(X-TTS-PRIORITY)%",
+    "priority_class": "%REQ(X-TTS-CLASS)%",
+    "cache": "%RESP(X-TTS-CACHE)%",
+    "backend": "%RESP(X-TTS-BACKEND)%",
 }
 
 # The gRPC call to the filter is one stream per request; message_timeout bounds each

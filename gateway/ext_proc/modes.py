@@ -16,8 +16,10 @@ Verified against Envoy 1.40 (``allow_mode_override: true``):
   at most 1 MiB, the last one possibly empty with ``end_of_stream``. The filter
   accumulates the chunks itself, and a hundreds-of-KB WAV is one or two messages.
 - A message the filter answers after ``message_timeout`` is dropped and, with
-  ``failure_mode_allow``, the request goes on unfiltered: single-flight followers
-  therefore wait less than that timeout.
+  ``failure_mode_allow``, the request goes on unfiltered. So the stream loop sends
+  ``override_message_timeout`` when a phase takes longer than 250 ms (a single-flight
+  follower waiting for the leader's synthesis), up to the ``max_message_timeout`` the
+  translator sets (60 s).
 """
 
 from __future__ import annotations

@@ -72,6 +72,10 @@ def test_json_access_log_has_article_fields_and_ours() -> None:
         "upstream_cluster": "%UPSTREAM_CLUSTER%",
         "model": "%REQ(X-TTS-MODEL)%",
         "response_flags": "%RESPONSE_FLAGS%",
+        "priority": "%REQ(X-TTS-PRIORITY)%",
+        "priority_class": "%REQ(X-TTS-CLASS)%",
+        "cache": "%RESP(X-TTS-CACHE)%",
+        "backend": "%RESP(X-TTS-BACKEND)%",
     }
 
 
