@@ -214,3 +214,24 @@ async def test_redis_stopped_then_killed_under_traffic_is_a_bypass(
     worst = max(t for _, _, t in stopped + killed)
     assert worst <= slowest + 0.5, (worst, slowest)
     redis.start()
+
+
+async def test_admin_sees_cache_stats_and_a_purge_forces_a_miss(stack: Stack) -> None:
+    text = "Purge me, then ask again."
+    async with gateway_client(stack) as client:
+        first = await speak(client, text)
+        second = await speak(client, text)
+        assert [first.headers["x-tts-cache"], second.headers["x-tts-cache"]] == ["miss", "hit"]
+        async with stack.admin_client() as admin:
+            for _ in range(50):  # the filter records outcomes in the background
+                espeak = (await admin.get("/api/v1/cache")).json()["models"].get("espeak", {})
+                if espeak.get("hits", 0) >= 1 and espeak.get("misses", 0) >= 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert espeak["hits"] >= 1 and espeak["misses"] >= 1
+            assert espeak["bytes_served"] >= len(second.content)
+            purged = (await admin.delete("/api/v1/cache", params={"model": "espeak"})).json()
+            assert purged["purged"] >= 1
+        third = await speak(client, text)
+    assert third.headers["x-tts-cache"] == "miss"
+    assert third.content == first.content
