@@ -13,10 +13,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ext-proc": ("gateway.main", "the gateway filter (Envoy ext_proc)"),
     "worker": ("tts_backends.main", "a TTS worker: espeak | cosyvoice3"),
     "envoy-bootstrap": ("gateway.bootstrap", "print Envoy's bootstrap JSON"),
+    "models": ("ttsgw.ops.commands.models", "list, show and re-weight public models"),
+    "backends": ("ttsgw.ops.commands.backends", "list and show backends"),
+    "revisions": ("ttsgw.ops.commands.revisions", "list, show, diff and restore revisions"),
+    "fleet": ("ttsgw.ops.commands.fleet", "connected Envoys, their ACKs and NACKs"),
+    "cache": ("ttsgw.ops.commands.cache", "response cache stats and purge"),
+    "priority-classes": ("ttsgw.ops.commands.priority_classes", "API-key classes; add a key"),
 }
 
 USAGE = "usage: ttsgw COMMAND [options]\n\ncommands:\n" + "\n".join(
-    f"  {name:<16} {help_}" for name, (_, help_) in COMMANDS.items()
+    f"  {name:<18} {help_}" for name, (_, help_) in COMMANDS.items()
 )
 
 
