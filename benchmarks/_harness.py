@@ -7,9 +7,12 @@ end-to-end tests use, so the numbers are for the real deployables.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -244,3 +247,222 @@ async def stack(name: str, keep_logs: bool = False) -> AsyncIterator[Stack]:
                 await asyncio.shield(running.stop())
             finally:
                 running.kill_all()
+
+
+# --- wrk: HTTP load on loopback, parsed from its --latency report ----------------------
+
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+@dataclass
+class WrkResult:
+    """One wrk run: throughput, latency percentiles in ms, and every kind of failure."""
+
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    socket_errors: int
+    non_2xx: int
+    raw: str
+
+    @property
+    def errors(self) -> int:
+        return self.socket_errors + self.non_2xx
+
+
+def _wrk_ms(text: str) -> float:
+    number = text.rstrip("umsh")
+    return float(number) * _WRK_UNITS[text[len(number) :]]
+
+
+def parse_wrk(report: str) -> WrkResult:
+    """Read wrk 4.x's `--latency` report; a field wrk did not print stays 0 / NaN."""
+
+    def find(pattern: str) -> re.Match[str] | None:
+        return re.search(pattern, report, re.MULTILINE)
+
+    percentiles = {
+        int(m[1]): _wrk_ms(m[2])
+        for m in re.finditer(r"^\s+(50|75|90|99)(?:\.0+)?%\s+([\d.]+\w+)\s*$", report, re.MULTILINE)
+    }
+    total = find(r"^\s*(\d+) requests in")
+    rps = find(r"^Requests/sec:\s+([\d.]+)")
+    sockets = find(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+    non_2xx = find(r"Non-2xx or 3xx responses: (\d+)")
+    return WrkResult(
+        requests=int(total[1]) if total else 0,
+        rps=float(rps[1]) if rps else math.nan,
+        p50_ms=percentiles.get(50, math.nan),
+        p99_ms=percentiles.get(99, math.nan),
+        socket_errors=sum(int(g) for g in sockets.groups()) if sockets else 0,
+        non_2xx=int(non_2xx[1]) if non_2xx else 0,
+        raw=report,
+    )
+
+
+def wrk_post_script(path: str, body: str, headers: dict[str, str]) -> str:
+    """A wrk Lua script that sends the same POST on every request."""
+    lines = [
+        'wrk.method = "POST"',
+        f"wrk.path = {json.dumps(path)}",
+        f"wrk.body = {json.dumps(body)}",
+    ]
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    return "\n".join(lines) + "\n"
+
+
+async def run_wrk(
+    url: str,
+    lua: str,
+    *,
+    duration_s: float,
+    connections: int,
+    threads: int,
+    timeout_s: float = 5.0,
+) -> WrkResult:
+    """Run wrk for `duration_s` and parse its report; killed if it overstays by 30 s."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(lua)
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        f"--timeout={timeout_s:g}s",
+        "--latency",
+        "-s",
+        script.name,
+        url,
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), duration_s + 30)
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        os.unlink(script.name)
+    return parse_wrk(out.decode(errors="replace"))
+
+
+# --- static Envoys: a direct_response ceiling, and a live config without one filter -----
+
+_HCM_TYPE = (
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+    "HttpConnectionManager"
+)
+_ROUTER = {
+    "name": "envoy.filters.http.router",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+}
+
+
+def _loopback(port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+
+
+def direct_response_bootstrap(
+    port: int, admin_port: int, body: bytes, content_type: str
+) -> dict[str, Any]:
+    """Envoy alone: every request gets `body` from a direct_response; only the router filter."""
+    route = {
+        "match": {"prefix": "/"},
+        "direct_response": {
+            "status": 200,
+            "body": {"inline_bytes": base64.b64encode(body).decode()},
+        },
+        "response_headers_to_add": [{"header": {"key": "content-type", "value": content_type}}],
+    }
+    hcm = {
+        "@type": _HCM_TYPE,
+        "stat_prefix": "ceiling",
+        "route_config": {
+            "name": "ceiling",
+            # The default cap is 4 KiB.
+            "max_direct_response_body_size_bytes": len(body),
+            "virtual_hosts": [{"name": "ceiling", "domains": ["*"], "routes": [route]}],
+        },
+        "http_filters": [_ROUTER],
+    }
+    chain = {
+        "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]
+    }
+    listener = {"name": "ceiling", "address": _loopback(port), "filter_chains": [chain]}
+    return {
+        "admin": {"address": _loopback(admin_port)},
+        "static_resources": {"listeners": [listener]},
+    }
+
+
+def _untyped(resource: dict[str, Any]) -> dict[str, Any]:
+    """A dumped resource as a bootstrap field: the dump's top-level `@type` removed."""
+    return {k: v for k, v in resource.items() if k != "@type"}
+
+
+def _static_assignment(name: str, dumped: dict[str, Any]) -> dict[str, Any]:
+    """Only the endpoints' addresses: a dump spells unset weights as 0, which Envoy refuses."""
+    hosts = [
+        {"endpoint": {"address": lb["endpoint"]["address"]}}
+        for locality in dumped.get("endpoints", [])
+        for lb in locality.get("lb_endpoints", [])
+    ]
+    return {"cluster_name": name, "endpoints": [{"lb_endpoints": hosts}]}
+
+
+def static_bootstrap_without(
+    dump: dict[str, Any], http_filter: str, port: int, admin_port: int, access_log: Path
+) -> dict[str, Any]:
+    """A live Envoy's `/config_dump?include_eds`, made static, minus one HTTP filter.
+
+    Everything else stays the control plane's own output: listener, HCM (access log,
+    request ids, local replies), routes with their retries and timeouts, clusters with
+    their breakers. EDS clusters become STATIC with the endpoints Envoy had; RDS becomes
+    the route table inline; the listener moves to `port`, its access log to `access_log`.
+    """
+    configs = {c["@type"].rsplit(".", 1)[-1]: c for c in dump["configs"]}
+    routes = {
+        r["route_config"]["name"]: r["route_config"]
+        for r in configs["RoutesConfigDump"].get("dynamic_route_configs", [])
+    }
+    endpoints = {
+        e["endpoint_config"]["cluster_name"]: e["endpoint_config"]
+        for e in configs["EndpointsConfigDump"].get("dynamic_endpoint_configs", [])
+    }
+    clusters = []
+    for entry in configs["ClustersConfigDump"].get("dynamic_active_clusters", []):
+        cluster = _untyped(entry["cluster"])
+        if cluster.get("type") == "EDS":
+            cluster["type"] = "STATIC"
+            cluster.pop("eds_cluster_config", None)
+            cluster["load_assignment"] = _static_assignment(
+                cluster["name"], endpoints.get(cluster["name"], {})
+            )
+        clusters.append(cluster)
+    listeners = []
+    for entry in configs["ListenersConfigDump"].get("dynamic_listeners", []):
+        # A deep copy: the HCMs are edited in place below.
+        listener = _untyped(json.loads(json.dumps(entry["active_state"]["listener"])))
+        listener["address"] = _loopback(port)
+        for chain in listener["filter_chains"]:
+            for network_filter in chain["filters"]:
+                hcm = network_filter["typed_config"]
+                hcm["route_config"] = _untyped(routes[hcm.pop("rds")["route_config_name"]])
+                hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != http_filter]
+                for log in hcm.get("access_log", []):
+                    log["typed_config"]["path"] = str(access_log)
+        listeners.append(listener)
+    return {
+        "admin": {"address": _loopback(admin_port)},
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+    }
+
+
+def static_envoy(name: str, bootstrap: Path, admin_port: int) -> components.Component:
+    """A one-worker Envoy on a bootstrap file, ready when its admin /ready answers 200."""
+    argv = [components.envoy_binary() or "envoy", "-c", str(bootstrap), "--disable-hot-restart"]
+    argv += ["--concurrency", "1", "--log-level", "warning"]
+    return components.Component(name, argv, f"http://127.0.0.1:{admin_port}/ready")

@@ -11,14 +11,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import audio
+from . import audio, streaming
 from .engines.base import Engine, SynthesisRequest
 from .errors import (
-    BadRequestError,
     EngineNotReadyError,
     InputTooLongError,
     SynthesisError,
@@ -80,6 +79,27 @@ def _validation_param(errors: list[dict[str, Any]]) -> tuple[str | None, str]:
     return param, f"{prefix}{first.get('msg', 'invalid value')}"
 
 
+def _speech_response(
+    body: SpeechRequest, fmt: audio.AudioFormat, payload: bytes, seconds: float, interval_s: float
+) -> Response:
+    headers = {"x-tts-model": body.model}
+    if body.stream_format == "sse":
+        events = streaming.sse_events(payload, streaming.Usage.of(body.input, seconds))
+        headers["cache-control"] = "no-cache"
+        return StreamingResponse(
+            streaming.paced(events, interval_s),
+            media_type=streaming.SSE_MEDIA_TYPE,
+            headers=headers,
+        )
+    if fmt.name in streaming.CHUNKED_AUDIO_FORMATS:
+        return StreamingResponse(
+            streaming.paced(streaming.pieces(payload), interval_s),
+            media_type=fmt.content_type,
+            headers=headers,
+        )
+    return Response(payload, media_type=fmt.content_type, headers=headers)
+
+
 def create_app(
     engine: Engine,
     settings: WorkerSettings,
@@ -129,10 +149,6 @@ def create_app(
 
     @app.post(SPEECH_PATH)
     async def speech(body: SpeechRequest) -> Response:
-        if body.stream_format == "sse":
-            raise BadRequestError(
-                "stream_format 'sse' is not supported yet; use 'audio'.", param="stream_format"
-            )
         fmt = audio.lookup_format(body.response_format)
         if len(body.input) > settings.max_input_chars:
             raise InputTooLongError(
@@ -169,9 +185,12 @@ def create_app(
         wall = time.perf_counter() - started
         samples = audio.resample(samples, engine.sample_rate)
         payload = await asyncio.to_thread(audio.encode, samples, fmt)
-        metrics.observe_synthesis(wall, samples.size / audio.OUTPUT_RATE)
+        seconds = samples.size / audio.OUTPUT_RATE
+        metrics.observe_synthesis(wall, seconds)
         record(200)
-        return Response(payload, media_type=fmt.content_type, headers={"x-tts-model": body.model})
+        # Synthesis and encoding are done before the first byte goes out, so any failure
+        # above is still an ordinary JSON error, never a stream cut short.
+        return _speech_response(body, fmt, payload, seconds, settings.stream_chunk_interval_s)
 
     @app.get("/v1/audio/voices")
     async def voices() -> VoicesResponse:

@@ -31,6 +31,10 @@ class WorkerSettings(BaseSettings):
     # Seed of the synthetic engine's random weights.
     seed: int = 0
     warmup: bool = True
+    # Pause between the pieces of a streamed response. Engines synthesise whole
+    # utterances today, so 0 sends them as fast as the client reads; tests set it to make
+    # streaming through the gateway visible in time.
+    stream_chunk_interval_s: float = Field(default=0.0, ge=0.0, le=5.0)
     log_level: str = "info"
 
     @property

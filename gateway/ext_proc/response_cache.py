@@ -2,15 +2,21 @@
 
 Per speech request, after validation (the request-body phase):
 
-- ``bypass`` unless the cache is enabled, the model has a TTL and exactly one backend (a
-  split model's answer must never cross variants), and the request wants plain audio
-  (SSE is not cached yet). A store that is down or slow is a ``bypass`` too: the cache
-  fails open and the request goes to the backend.
+- ``bypass`` unless the cache is enabled and the model has a TTL and exactly one backend
+  (a split model's answer must never cross variants). A store that is down or slow is a
+  ``bypass`` too: the cache fails open and the request goes to the backend.
 - ``hit``: answered here with an immediate response; no backend is touched.
 - ``miss``: the first request for a key leads a single-flight and goes to the backend;
   its response (status 200, within ``max_entry_bytes``) fills the cache and is handed to
   the identical requests that arrived meanwhile and wait for it, bounded. They answer as
   a ``hit``; if the leader fails they go to the backend themselves (``miss``).
+
+Streamed answers (``stream_format: "sse"``, chunked PCM) are cached like any other: the
+leader's body passes through chunk by chunk on its way to the client while the filter
+keeps a copy, and the entry is the whole body once the stream has ended. An event stream
+is stored only when it ends with ``speech.audio.done``, so a stream the worker cut short
+is never replayed. A hit answers with the stored body in one piece; the key holds
+``stream_format``, so SSE and audio answers never mix.
 
 How the response reaches the filter is in ``modes.py`` (verified against Envoy 1.40).
 Writes to the store and the per-model stats run in the background, so a slow store
@@ -20,6 +26,7 @@ never delays the audio on its way to the client.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -46,6 +53,9 @@ log = logging.getLogger(__name__)
 CACHE_HEADER = "x-tts-cache"
 BACKEND_HEADER = "x-tts-backend"
 REQUEST_ID_HEADER = "x-request-id"
+SSE_MEDIA_TYPE = "text/event-stream"
+# The last event of a complete speech stream; a body without it was cut short.
+SSE_DONE = "speech.audio.done"
 
 
 class ResponseCache:
@@ -69,7 +79,7 @@ class ResponseCache:
         """The request's cache state, and the immediate answer when it is a hit."""
         model = request.model
         route = config.models[model]
-        if not (config.cache.enabled and route.cacheable and request.stream_format == "audio"):
+        if not (config.cache.enabled and route.cacheable):
             return self._bypass(model), None
         key = request_key(model, route.cache_generation, _canonical(request))
         try:
@@ -126,6 +136,9 @@ class ResponseCache:
             return
         entry = CachedResponse(b"".join(state.chunks), state.content_type, state.backend)
         state.chunks = []
+        if _is_event_stream(entry.content_type) and not _ends_with_done(entry.body):
+            state.abandon()
+            return
         # Followers first: they are waiting on the request path; the store can wait.
         state.flight.finish(entry)
         state.flight = None
@@ -188,6 +201,25 @@ def hit_response(entry: CachedResponse, request_id: str = "") -> ProcessingRespo
             details="ttsgw_cache_hit",
         )
     )
+
+
+def _is_event_stream(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == SSE_MEDIA_TYPE
+
+
+def _ends_with_done(body: bytes) -> bool:
+    """Whether the last event of an SSE body is ``speech.audio.done`` (a complete stream)."""
+    last = body.replace(b"\r\n", b"\n").rstrip(b"\n").rpartition(b"\n\n")[2]
+    data = b"\n".join(
+        line.removeprefix(b"data:").removeprefix(b" ")
+        for line in last.split(b"\n")
+        if line.startswith(b"data:")
+    )
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(event, dict) and event.get("type") == SSE_DONE
 
 
 def _canonical(request: SpeechRequest) -> dict[str, object]:

@@ -161,7 +161,6 @@ async def test_miss_fills_then_hit_is_answered_by_the_filter():
     [
         (config(), "mix", {}),  # split: never crosses variants
         (config(), "nottl", {}),
-        (config(), "espeak", {"stream_format": "sse"}),
         (config(cache=CachePolicy(enabled=False)), "espeak", {}),
     ],
 )
