@@ -14,7 +14,13 @@ from gateway.ext_proc.responses import continue_unchanged
 
 
 class Processor(Protocol):
-    """Handles one phase. May raise RequestRejected; the stream loop turns it into a reply."""
+    """Handles one phase. May raise RequestRejected; the stream loop turns it into a reply.
+
+    ``may_wait`` marks a processor that can knowingly take longer than Envoy's message
+    timeout (a single-flight follower); only those pay for the timer-extension watch.
+    """
+
+    may_wait: bool
 
     async def process(
         self, request: ProcessingRequest, ctx: RequestContext
@@ -23,6 +29,8 @@ class Processor(Protocol):
 
 class PassthroughProcessor:
     """Continues unchanged. The seam for response headers/body (cache fill, x-tts-cache)."""
+
+    may_wait = False
 
     async def process(self, request: ProcessingRequest, ctx: RequestContext) -> ProcessingResponse:
         return continue_unchanged(request)

@@ -30,6 +30,8 @@ class RequestBodyProcessor:
     ) -> None:
         self._config_source = config_source
         self._cache = cache
+        # A cache follower waits for its leader's synthesis.
+        self.may_wait = cache is not None
 
     async def process(self, request: ProcessingRequest, ctx: RequestContext) -> ProcessingResponse:
         if ctx.endpoint is not Endpoint.SPEECH:

@@ -29,6 +29,8 @@ from gateway.ext_proc.routing import require_known_model
 
 
 class RequestHeadersProcessor:
+    may_wait = False
+
     def __init__(self, config_source: GatewayConfigSource, *, caching: bool = False) -> None:
         self._config_source = config_source
         self._admission = Admission()

@@ -23,6 +23,8 @@ from gateway.ext_proc.responses import continue_unchanged
 
 
 class ResponseHeadersProcessor:
+    may_wait = False
+
     def __init__(self, cache: ResponseCache) -> None:
         self._cache = cache
 
@@ -39,6 +41,8 @@ class ResponseHeadersProcessor:
 
 
 class ResponseBodyProcessor:
+    may_wait = False
+
     def __init__(self, cache: ResponseCache) -> None:
         self._cache = cache
 

@@ -62,18 +62,22 @@ class ExtProcService(ExternalProcessorServicer):
                     log.warning("ignoring a ProcessingRequest without a phase")
                     continue
                 started = time.perf_counter()
-                handling = asyncio.ensure_future(self._handle(phase, request, ctx))
-                try:
-                    done, _ = await asyncio.wait({handling}, timeout=self._extend_after_s)
-                    if not done:
-                        # Still working (a single-flight follower waiting for the leader's
-                        # synthesis): ask Envoy to extend this message's timer, up to the
-                        # max_message_timeout the translator configured, instead of
-                        # dropping our answer and sending the request on unfiltered.
-                        yield ProcessingResponse(override_message_timeout=self._extended)
-                    response = await handling
-                finally:
-                    handling.cancel()
+                processor = self._processors.get(phase)
+                if processor is None or not processor.may_wait:
+                    response = await self._handle(phase, request, ctx)
+                else:
+                    handling = asyncio.ensure_future(self._handle(phase, request, ctx))
+                    try:
+                        done, _ = await asyncio.wait({handling}, timeout=self._extend_after_s)
+                        if not done:
+                            # Still working (a single-flight follower waiting for the
+                            # leader's synthesis): ask Envoy to extend this message's timer,
+                            # up to the translator's max_message_timeout, instead of dropping
+                            # our answer and sending the request on unfiltered.
+                            yield ProcessingResponse(override_message_timeout=self._extended)
+                        response = await handling
+                    finally:
+                        handling.cancel()
                 self._metrics.duration.labels(phase).observe(time.perf_counter() - started)
                 if ctx.outcome is not None and not recorded:
                     self._metrics.record(ctx.outcome)

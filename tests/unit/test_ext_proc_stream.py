@@ -95,6 +95,8 @@ async def test_rejection_is_immediate_and_ends_the_stream():
 
 
 class _Broken:
+    may_wait = False
+
     async def process(self, request, ctx):
         raise KeyError("bug")
 
@@ -136,6 +138,8 @@ async def test_a_slow_phase_extends_envoys_message_timer_first():
     """A processor that knowingly waits gets Envoy's timer extended before it answers."""
 
     class Slow:
+        may_wait = True
+
         async def process(self, request, ctx):
             await asyncio.sleep(0.1)
             return ProcessingResponse(request_headers=HeadersResponse())
