@@ -31,6 +31,9 @@ from control_plane.xds.snapshot import Snapshot
 log = logging.getLogger(__name__)
 
 Mutation = Callable[[DesiredState], DesiredState]
+# Called with (current, proposed, author) before a write is accepted; raises (e.g.
+# ConflictError) to refuse it. How a running rollout keeps other writers off its model.
+Guard = Callable[[DesiredState, DesiredState, str], None]
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,13 @@ class ControlPlane:
         self._fleet = fleet
         self._options = options
         self._lock = asyncio.Lock()
+        self._guards: list[Guard] = []
         self._head: Revision | None = None
         self._snapshot: Snapshot | None = None
         self._changed = ChangeSignal()
+
+    def add_guard(self, guard: Guard) -> None:
+        self._guards.append(guard)
 
     @property
     def fleet(self) -> Fleet:
@@ -153,6 +160,8 @@ class ControlPlane:
                     head.state, author=author, message=message, expected_head=if_match
                 )
             new_state = _mutated(mutate, head.state)
+            for guard in self._guards:
+                guard(head.state, new_state, author)
             if new_state == head.state:
                 result = WriteResult(head, changed=False, snapshot_version=self.snapshot.version)
                 snapshot, mark = self.snapshot, None
