@@ -122,12 +122,31 @@ class RetryPolicy(_Strict):
         return value
 
 
+# A lower-case HTTP header name (RFC 9110 token, minus the characters proxies mangle).
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,127}$")]
+# Headers a client cannot set: the filter strips x-tts-*, Envoy owns x-envoy-*.
+RESERVED_HEADER_PREFIXES = ("x-tts-", "x-envoy-")
+
+
 class ModelSpec(_Strict):
     splits: Annotated[list[Split], Field(min_length=1, max_length=64)]
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     retry_policy: RetryPolicy = RetryPolicy()
     # How long the gateway may answer a repeated request from its cache; 0 never caches.
     cache_ttl_s: Annotated[int, Field(ge=0, le=30 * 24 * 3600)] = 3600
+    # Sticky A/B: the split is picked by a hash of this request header (e.g. x-user-id),
+    # so a user gets the same variant on every proxy; without the header it is random.
+    sticky_header: HeaderName | None = None
+
+    @field_validator("sticky_header")
+    @classmethod
+    def _client_settable(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith(RESERVED_HEADER_PREFIXES):
+            raise ValueError(
+                f"{value!r} is reserved (prefixes {list(RESERVED_HEADER_PREFIXES)}); "
+                "clients cannot set it, so every request would be random"
+            )
+        return value
 
     @field_validator("splits")
     @classmethod

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fleet": ("ttsgw.ops.commands.fleet", "connected Envoys, their ACKs and NACKs"),
     "cache": ("ttsgw.ops.commands.cache", "response cache stats and purge"),
     "priority-classes": ("ttsgw.ops.commands.priority_classes", "API-key classes; add a key"),
+    "rollout": ("ttsgw.ops.commands.rollout", "canary rollouts: start, status, pause, promote"),
 }
 
 USAGE = "usage: ttsgw COMMAND [options]\n\ncommands:\n" + "\n".join(

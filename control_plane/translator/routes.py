@@ -1,6 +1,7 @@
 """The route table: /v1/models, one route per model, a degraded fallback, and a JSON 404.
 
-Split weights live only here, so a canary step is a RouteConfiguration update and nothing else.
+Split weights and sticky A/B hashing live only here, so a canary step or an experiment's
+weight change is a RouteConfiguration update and nothing else.
 """
 
 from __future__ import annotations
@@ -201,20 +202,8 @@ def not_found_route() -> Route:
 
 def _route_action(model: domain.ModelSpec) -> RouteAction:
     policy = model.retry_policy
-    return RouteAction(
-        weighted_clusters=WeightedCluster(
-            clusters=[
-                WeightedCluster.ClusterWeight(
-                    name=split.backend,
-                    weight=UInt32Value(value=split.weight),
-                    # Per cluster, so the header names the backend Envoy actually picked.
-                    response_headers_to_add=[header(BACKEND_HEADER, split.backend)],
-                )
-                # Envoy rejects a zero total; a weight-0 split is a parked backend anyway.
-                for split in model.splits
-                if split.weight > 0
-            ]
-        ),
+    action = RouteAction(
+        weighted_clusters=_weighted_clusters(model),
         timeout=duration(model.timeout_s),
         retry_policy=RetryPolicy(
             retry_on=policy.retry_on,
@@ -222,6 +211,37 @@ def _route_action(model: domain.ModelSpec) -> RouteAction:
             per_try_timeout=duration(policy.per_try_timeout_s),
         ),
     )
+    if model.sticky_header is not None:
+        # With use_hash_policy, Envoy (>= 1.36) picks the weighted cluster by
+        # hash % total_weight instead of the stream's random number. The hash is xxHash64
+        # of the header value, the same on every proxy; a request without the header
+        # yields no hash and falls back to random. The clusters are ROUND_ROBIN, so the
+        # hash steers only the variant, not the endpoint within it.
+        action.hash_policy.append(
+            RouteAction.HashPolicy(
+                header=RouteAction.HashPolicy.Header(header_name=model.sticky_header)
+            )
+        )
+    return action
+
+
+def _weighted_clusters(model: domain.ModelSpec) -> WeightedCluster:
+    clusters = WeightedCluster(
+        clusters=[
+            WeightedCluster.ClusterWeight(
+                name=split.backend,
+                weight=UInt32Value(value=split.weight),
+                # Per cluster, so the header names the backend Envoy actually picked.
+                response_headers_to_add=[header(BACKEND_HEADER, split.backend)],
+            )
+            # Envoy rejects a zero total; a weight-0 split is a parked backend anyway.
+            for split in model.splits
+            if split.weight > 0
+        ]
+    )
+    if model.sticky_header is not None:
+        clusters.use_hash_policy.value = True
+    return clusters
 
 
 def _json_response(status: int, body: str) -> DirectResponseAction:

@@ -41,7 +41,7 @@ from envoy.type.v3.http_status_pb2 import HttpStatus
 
 from gateway.cache.base import CachedResponse, CacheStore, CacheUnavailable, Outcome
 from gateway.cache.keys import canonical_request, request_key
-from gateway.cache.single_flight import SingleFlight
+from gateway.cache.single_flight import Flight, SingleFlight
 from gateway.config_client import GatewayConfig
 from gateway.ext_proc.context import CacheState
 from gateway.ext_proc.headers import header_dict, set_header
@@ -139,11 +139,11 @@ class ResponseCache:
         if _is_event_stream(entry.content_type) and not _ends_with_done(entry.body):
             state.abandon()
             return
-        # Followers first: they are waiting on the request path; the store can wait.
-        state.flight.finish(entry)
-        state.flight = None
-        if state.key is not None:
-            self._spawn(self._put(state.key, entry, state.ttl_s))
+        flight, state.flight = state.flight, None
+        if state.key is None:
+            flight.finish(entry)
+            return
+        self._spawn(self._put_then_finish(flight, state.key, entry, state.ttl_s))
 
     async def aclose(self) -> None:
         """Let pending writes finish; the filter is shutting down."""
@@ -173,11 +173,22 @@ class ResponseCache:
             # The contract says record never raises; a store that does must not matter.
             log.debug("cache stats record failed", exc_info=True)
 
-    async def _put(self, key: str, entry: CachedResponse, ttl_s: int) -> None:
+    async def _put_then_finish(
+        self, flight: Flight, key: str, entry: CachedResponse, ttl_s: int
+    ) -> None:
+        """Store first, then release the followers.
+
+        In this order a request that arrives just after the flight ends finds the entry
+        in the store; the other way round it could miss and synthesize again. Followers
+        wait one store write longer (bounded by the store's timeout); the leader's own
+        response is not held back, since this runs in the background.
+        """
         try:
             await self._store.put(key, entry, ttl_s)
         except CacheUnavailable as exc:
             log.debug("cache fill failed: %s", exc)
+        finally:
+            flight.finish(entry)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -130,6 +131,26 @@ def test_priority_routes_validate(tmp_path: Path) -> None:
     names = [r.name for r in resources.routes[0].virtual_hosts[0].routes]
     assert names.index("model:espeak:high") == names.index("model:espeak") - 1
     envoy_validate(static_bootstrap(resources), tmp_path)
+
+
+def sticky_state(a: Endpoint, b: Endpoint) -> DesiredState:
+    return DesiredState(
+        backends={"a": BackendSpec(endpoints=[a]), "b": BackendSpec(endpoints=[b])},
+        models={
+            "m": ModelSpec(
+                splits=[Split(backend="a", weight=70), Split(backend="b", weight=30)],
+                sticky_header="x-user-id",
+            )
+        },
+        priority_classes={"gold": PriorityClassSpec(level="high")},
+    )
+
+
+def test_sticky_split_validates(tmp_path: Path) -> None:
+    local = Endpoint(host="127.0.0.1", port=9)
+    envoy_validate(
+        static_bootstrap(translate(sticky_state(local, local), TranslatorOptions())), tmp_path
+    )
 
 
 def test_models_list_over_4k_validates(tmp_path: Path) -> None:
@@ -378,3 +399,33 @@ def _access_log_lines(path: Path, count: int) -> list[dict[str, Any]]:
         time.sleep(0.05)
     assert len(lines) >= count, lines
     return [json.loads(ln) for ln in lines]
+
+
+def test_sticky_split_keeps_each_user_on_one_variant_in_real_envoy() -> None:
+    """use_hash_policy + a header hash_policy: the header's hash, not chance, picks the split."""
+    with (
+        named_server("a") as a_port,
+        named_server("b") as b_port,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        listener_port = free_port()
+        options = TranslatorOptions(
+            listener_address="127.0.0.1", listener_port=listener_port, ext_proc_port=free_port()
+        )
+        state = sticky_state(
+            Endpoint(host="127.0.0.1", port=a_port), Endpoint(host="127.0.0.1", port=b_port)
+        )
+        with running_envoy(static_bootstrap(translate(state, options)), Path(tmp)):
+
+            def variant(user: str | None) -> str:
+                headers = {"x-tts-model": "m"} | ({"x-user-id": user} if user else {})
+                status, answer, _ = request(listener_port, "GET", "/v1/audio/voices", None, headers)
+                assert status == 200
+                return answer["x-tts-backend"]
+
+            picks = {u: {variant(f"user-{u}") for _ in range(3)} for u in range(200)}
+            anonymous = Counter(variant(None) for _ in range(100))
+    assert all(len(seen) == 1 for seen in picks.values()), picks
+    share_a = sum(seen == {"a"} for seen in picks.values()) / len(picks)
+    assert 0.55 < share_a < 0.85, share_a  # 70/30 on 200 users, far from all-or-nothing
+    assert anonymous["a"] > 0 and anonymous["b"] > 0, anonymous

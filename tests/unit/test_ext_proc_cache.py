@@ -262,3 +262,27 @@ async def test_without_a_cache_speech_responses_never_reach_the_filter():
     service = ExtProcService(build_processors(source), FilterMetrics(CollectorRegistry(), source))
     head = await Stream(service).send(headers_msg(SPEECH))
     assert not head.HasField("mode_override")
+
+
+async def test_a_request_right_after_the_fill_finds_the_entry_not_a_new_flight():
+    """The store write lands before the flight ends, so nobody slips in between."""
+    h = Harness()
+    gate = asyncio.Event()
+    put = h.store.put
+
+    async def slow_put(*args: object, **kwargs: object) -> None:
+        await gate.wait()
+        await put(*args, **kwargs)  # type: ignore[arg-type]
+
+    h.store.put = slow_put  # type: ignore[method-assign]
+    leader = h.stream()
+    await leader.request(speech_body())
+    await leader.respond([AUDIO])  # the body is complete; its store write is held
+    late = asyncio.create_task(h.stream().request(speech_body()))
+    await asyncio.sleep(0.05)
+    assert not late.done()  # it follows the still-open flight instead of missing
+    gate.set()
+    answer = await late
+    assert answer.immediate_response.body == AUDIO
+    await h.settle()
+    assert h.count("espeak", "miss") == 1

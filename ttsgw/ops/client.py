@@ -102,6 +102,33 @@ class AdminClient:
     def add_key(self, name: str) -> dict[str, Any]:
         return self._call("POST", f"/priority-classes/{_seg(name)}/keys")
 
+    # --- rollouts -------------------------------------------------------------------
+
+    def start_rollout(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/rollouts", json_body=spec)
+
+    def list_rollouts(
+        self, *, model: str | None = None, status: str | None = None, limit: int = 50
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if model is not None:
+            params["model"] = model
+        if status is not None:
+            params["status"] = status
+        return self._call("GET", "/rollouts", params=params)
+
+    def get_rollout(self, rollout_id: int, *, events: int | None = None) -> dict[str, Any]:
+        params = {"events": events} if events is not None else None
+        return self._call("GET", f"/rollouts/{rollout_id}", params=params)
+
+    def rollout_events(self, rollout_id: int, *, after: int | None = None) -> dict[str, Any]:
+        params = {"after": after} if after is not None else None
+        return self._call("GET", f"/rollouts/{rollout_id}/events", params=params)
+
+    def rollout_action(self, rollout_id: int, action: str) -> dict[str, Any]:
+        """pause | resume | promote | abort."""
+        return self._call("POST", f"/rollouts/{rollout_id}/{_seg(action)}")
+
     # --- plumbing -------------------------------------------------------------------
 
     def _write(self, method: str, path: str, body: Any, wait_s: float | None) -> dict[str, Any]:

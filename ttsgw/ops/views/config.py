@@ -55,18 +55,21 @@ def models_table(data: dict[str, Any]) -> str:
 
 def model_detail(model: dict[str, Any]) -> str:
     retry = model.get("retry_policy", {})
-    head = format_fields(
-        [
-            ("name", model["name"]),
-            ("timeout", seconds(model.get("timeout_s"))),
-            (
-                "retries",
-                f"{retry.get('num_retries')} on {retry.get('retry_on')}, "
-                f"{seconds(retry.get('per_try_timeout_s'))} per try",
-            ),
-            ("cache ttl", seconds(model.get("cache_ttl_s"))),
-        ]
-    )
+    fields: list[tuple[str, Any]] = [
+        ("name", model["name"]),
+        ("timeout", seconds(model.get("timeout_s"))),
+        (
+            "retries",
+            f"{retry.get('num_retries')} on {retry.get('retry_on')}, "
+            f"{seconds(retry.get('per_try_timeout_s'))} per try",
+        ),
+        ("cache ttl", seconds(model.get("cache_ttl_s"))),
+    ]
+    if model.get("sticky_header"):
+        fields.append(
+            ("sticky by", f"{model['sticky_header']} (one variant per value; random without it)")
+        )
+    head = format_fields(fields)
     total = sum(s["weight"] for s in model["splits"]) or 1
     rows = [
         [s["backend"], s["weight"], f"{100 * s['weight'] / total:.1f}%"] for s in model["splits"]
