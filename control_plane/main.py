@@ -15,6 +15,11 @@ from prometheus_client import CollectorRegistry
 
 from control_plane.api.app import create_app
 from control_plane.errors import ControlPlaneError
+from control_plane.metrics.prometheus import PrometheusMetricsSource
+from control_plane.metrics.receiver import EnvoyMetricsSource, MetricsReceiver
+from control_plane.metrics.source import MetricsSource
+from control_plane.metrics.window import FleetWindow
+from control_plane.rollouts import install_rollouts
 from control_plane.service import ControlPlane
 from control_plane.settings import ControlPlaneSettings
 from control_plane.store import SQLiteRevisionStore
@@ -41,6 +46,11 @@ def parse_settings(argv: list[str] | None) -> ControlPlaneSettings:
     parser.add_argument("--cosyvoice3-host", help="seeded cosyvoice3 backend host")
     parser.add_argument("--cosyvoice3-port", type=int, help="seeded cosyvoice3 backend port")
     parser.add_argument("--no-seed", dest="seed_defaults", action="store_const", const=False)
+    parser.add_argument("--metrics-source", choices=["envoy", "prometheus"])
+    parser.add_argument("--prometheus-url", help="Prometheus that scrapes the Envoys")
+    parser.add_argument(
+        "--stats-flush-interval", dest="stats_flush_interval_s", type=float, metavar="SECONDS"
+    )
     args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
     return ControlPlaneSettings(**args)
 
@@ -52,8 +62,21 @@ async def serve(settings: ControlPlaneSettings, stop: asyncio.Event) -> None:
     cache = SnapshotCache()
     control_plane = ControlPlane(store, cache, fleet, settings.translator_options())
     head = await control_plane.start(settings.seed_state())
+    # The receiver always listens, so the Envoys' sink never fails even with Prometheus chosen.
+    window = FleetWindow(stale_after_s=3 * settings.stats_flush_interval_s)
+    receiver = MetricsReceiver(window, registry)
+    metrics_source: MetricsSource
+    if settings.metrics_source == "prometheus" and settings.prometheus_url:
+        metrics_source = PrometheusMetricsSource(settings.prometheus_url)
+    else:
+        metrics_source = EnvoyMetricsSource(window)
     xds, xds_port = create_xds_server(
-        cache, fleet, host=settings.xds_host, port=settings.xds_port, registry=registry
+        cache,
+        fleet,
+        host=settings.xds_host,
+        port=settings.xds_port,
+        registry=registry,
+        extra_handlers=(receiver.handler(),),
     )
     cache_store = None
     if settings.redis_url:
@@ -66,7 +89,11 @@ async def serve(settings: ControlPlaneSettings, stop: asyncio.Event) -> None:
         admin_token=settings.resolve_admin_token(),
         registry=registry,
         cache_store=cache_store,
+        metrics_source=metrics_source,
     )
+    # Rollouts resume where they were: their state is in the same SQLite file.
+    rollouts = install_rollouts(app, control_plane, metrics_source, settings.db_path)
+    await rollouts.start()
     config = uvicorn.Config(
         app,
         host=settings.admin_host,
@@ -93,9 +120,11 @@ async def serve(settings: ControlPlaneSettings, stop: asyncio.Event) -> None:
     web.should_exit = True
     await web_task
     stop_task.cancel()
+    await rollouts.aclose()
     await xds.stop(grace=1.0)
     if cache_store is not None:
         await cache_store.aclose()
+    await metrics_source.aclose()
     store.close()
 
 

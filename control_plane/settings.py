@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Literal
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from control_plane.domain import DesiredState, Endpoint, default_state
@@ -23,6 +25,13 @@ class ControlPlaneSettings(BaseSettings):
     route_secret: str | None = None
     # The gateway's response cache, for the admin API's stats and purge; None: no cache.
     redis_url: str | None = None
+    # Where rollouts and the stats endpoints read traffic: the Envoys' metrics_service flushes
+    # (received on the xDS port), or a Prometheus that scrapes the Envoys.
+    metrics_source: Literal["envoy", "prometheus"] = "envoy"
+    prometheus_url: str | None = None
+    # Must match the Envoys' bootstrap (`ttsgw envoy-bootstrap --stats-flush-interval`); a node
+    # silent for several intervals is reported as stale.
+    stats_flush_interval_s: float = 2.0
 
     # What the translator bakes into Envoy's config.
     listener_port: int = 10000
@@ -38,6 +47,12 @@ class ControlPlaneSettings(BaseSettings):
     espeak_port: int = 8101
     cosyvoice3_host: str = "127.0.0.1"
     cosyvoice3_port: int = 8102
+
+    @model_validator(mode="after")
+    def _prometheus_needs_url(self) -> ControlPlaneSettings:
+        if self.metrics_source == "prometheus" and not self.prometheus_url:
+            raise ValueError("metrics_source 'prometheus' needs TTSGW_PROMETHEUS_URL")
+        return self
 
     @property
     def db_path(self) -> Path:

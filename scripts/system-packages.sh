@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ttsgw needs at run and test time, only when one is missing.
 set -euo pipefail
-PACKAGES=(espeak-ng redis-server libsndfile1 wrk docker-compose)
+PACKAGES=(espeak-ng redis-server libsndfile1 wrk docker-compose prometheus)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,9 +8,10 @@ from fastapi import Depends, FastAPI, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
-from control_plane.api import cache, priority, resources
+from control_plane.api import cache, priority, resources, stats
 from control_plane.api.deps import ControlPlaneDep, require_token
 from control_plane.api.errors import install_error_handlers
+from control_plane.metrics.source import MetricsSource
 from control_plane.service import ControlPlane
 from gateway.cache.base import CacheStore
 
@@ -23,6 +24,7 @@ def create_app(
     admin_token: str,
     registry: CollectorRegistry,
     cache_store: CacheStore | None = None,
+    metrics_source: MetricsSource | None = None,
 ) -> FastAPI:
     auth = [Depends(require_token)]
     app = FastAPI(
@@ -35,6 +37,7 @@ def create_app(
     app.state.control_plane = control_plane
     app.state.admin_token = admin_token
     app.state.cache_store = cache_store
+    app.state.metrics_source = metrics_source
     install_error_handlers(app)
 
     revision_gauge = Gauge(
@@ -49,6 +52,7 @@ def create_app(
         resources.system,
         cache.router,
         priority.router,
+        stats.router,
     )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX, dependencies=auth)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
@@ -100,17 +100,20 @@ def create_xds_server(
     host: str = "0.0.0.0",
     port: int = 18000,
     registry: CollectorRegistry | None = None,
+    extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
 ) -> tuple[grpc.aio.Server, int]:
     """Build (not start) the ADS server bound to host:port; returns it and the bound port.
 
     Call it inside the running event loop, then `await server.start()`. With `registry` None the
-    metrics go to a private registry nobody serves. Raises BindError when the port is taken.
+    metrics go to a private registry nobody serves. `extra_handlers` are other services Envoy
+    reaches through the same xDS cluster (e.g. the metrics_service sink). Raises BindError when
+    the port is taken.
     """
     metrics = XdsMetrics(registry if registry is not None else CollectorRegistry())
     servicer = AdsServicer(cache, fleet, metrics)
     # SO_REUSEPORT would let a second server silently share a taken port.
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    server.add_generic_rpc_handlers((servicer.handler(),))
+    server.add_generic_rpc_handlers((servicer.handler(), *extra_handlers))
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)

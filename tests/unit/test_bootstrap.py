@@ -128,3 +128,70 @@ def test_cli_refuses_public_admin_with_a_message(capsys: pytest.CaptureFixture[s
 def test_cli_bad_env_port(capsys: pytest.CaptureFixture[str]) -> None:
     assert run([], {"TTSGW_XDS_PORT": "eighteen"}) == 2
     assert "TTSGW_XDS_PORT" in capsys.readouterr().err
+
+
+def test_stats_stream_to_the_control_plane_over_the_xds_cluster() -> None:
+    b = render_bootstrap(BootstrapOptions(stats_flush_interval_s=0.5))
+    assert b["stats_flush_interval"] == "0.5s"
+    (sink,) = b["stats_sinks"]
+    assert sink["name"] == "envoy.stat_sinks.metrics_service"
+    config = sink["typed_config"]
+    assert config["@type"].endswith("envoy.config.metrics.v3.MetricsServiceConfig")
+    assert config["grpc_service"] == {"envoy_grpc": {"cluster_name": XDS_CLUSTER}}
+    assert config["transport_api_version"] == "V3"
+    assert config["report_counters_as_deltas"] is True
+    assert config["histogram_emit_mode"] == "HISTOGRAM"
+
+
+def test_no_metrics_sink_on_request(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--no-metrics-sink"], {}) == 0
+    b = json.loads(capsys.readouterr().out)
+    assert "stats_sinks" not in b and "stats_flush_interval" not in b
+    assert "stats_matcher" in b["stats_config"]  # the admin /stats stays trimmed either way
+
+
+def test_flush_interval_from_env_and_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([], {"TTSGW_STATS_FLUSH_INTERVAL_S": "5"}) == 0
+    assert json.loads(capsys.readouterr().out)["stats_flush_interval"] == "5s"
+    assert run(["--stats-flush-interval", "1.25"], {"TTSGW_STATS_FLUSH_INTERVAL_S": "5"}) == 0
+    assert json.loads(capsys.readouterr().out)["stats_flush_interval"] == "1.25s"
+    assert run([], {"TTSGW_STATS_FLUSH_INTERVAL_S": "soon"}) == 2
+    with pytest.raises(ValueError, match="stats_flush_interval_s"):
+        render_bootstrap(BootstrapOptions(stats_flush_interval_s=0))
+
+
+@pytest.mark.parametrize(
+    ("stat", "kept"),
+    [
+        ("cluster.espeak.upstream_rq_5xx", True),
+        ("cluster.espeak.upstream_rq_2xx", True),
+        ("cluster.espeak.upstream_rq_total", True),
+        ("cluster.espeak.upstream_rq_completed", False),
+        ("cluster.espeak.external.upstream_rq_5xx", False),
+        ("cluster.espeak.internal.upstream_rq_time", False),
+        ("cluster.externally.upstream_rq_time", True),
+        ("cluster.ttsgw_ext_proc.upstream_rq_total", True),
+        ("cluster.espeak.upstream_rq_time", True),
+        ("cluster.tts.v1.2.upstream_rq_time", True),
+        ("cluster.espeak.upstream_cx_total", False),
+        ("cluster.espeak.membership_healthy", False),
+        ("cluster.espeak.upstream_rq_503", False),
+        ("cluster.espeak.circuit_breakers.default.rq_open", False),
+        ("listener_manager.lds.update_rejected", True),
+        ("listener_manager.total_listeners_active", True),
+        ("http.ttsgw.ext_proc.failure_mode_allowed", True),
+        ("server.live", True),
+        ("runtime.load_success", False),
+    ],
+)
+def test_stats_matcher_keeps_the_analysis_and_what_ops_read(stat: str, kept: bool) -> None:
+    import re
+
+    patterns = render_bootstrap(BootstrapOptions())["stats_config"]["stats_matcher"][
+        "inclusion_list"
+    ]["patterns"]
+    matched = any(
+        stat.startswith(p["prefix"]) if "prefix" in p else re.match(p["safe_regex"]["regex"], stat)
+        for p in patterns
+    )
+    assert bool(matched) is kept
