@@ -18,6 +18,7 @@ from typing import Protocol
 
 from control_plane.domain import DesiredState
 from control_plane.errors import NotFoundError, PreconditionFailedError, StoreError
+from control_plane.sqlite import open_database
 
 
 @dataclass(frozen=True)
@@ -78,17 +79,7 @@ class SQLiteRevisionStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # One connection guarded by a lock: writes are rare and tiny, and the
-            # admin API calls us from the event loop thread anyway.
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.execute(self._SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open revision store {path}: {exc}") from exc
+        self._db = open_database(path, [self._SCHEMA], what="revision store")
         self._lock = threading.Lock()
 
     @staticmethod

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from control_plane.errors import NotFoundError, StoreError
 from control_plane.rollouts.model import ACTIVE, Rollout, RolloutEvent, RolloutSpec, Status
+from control_plane.sqlite import open_database
 
 _SCHEMA = (
     """
@@ -41,16 +42,7 @@ _SCHEMA = (
 class SQLiteRolloutStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            for statement in _SCHEMA:
-                self._db.execute(statement)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open rollout store {path}: {exc}") from exc
+        self._db = open_database(path, _SCHEMA, what="rollout store")
         self._lock = threading.Lock()
 
     @contextmanager
