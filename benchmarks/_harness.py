@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -466,3 +467,45 @@ def static_envoy(name: str, bootstrap: Path, admin_port: int) -> components.Comp
     argv = [components.envoy_binary() or "envoy", "-c", str(bootstrap), "--disable-hot-restart"]
     argv += ["--concurrency", "1", "--log-level", "warning"]
     return components.Component(name, argv, f"http://127.0.0.1:{admin_port}/ready")
+
+
+# --- steady client traffic, each answer stamped with the backend that made it ----------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One client request's outcome: when it ended (monotonic), its status, its backend."""
+
+    at: float
+    # 0: no HTTP answer at all (connection error, timeout).
+    status: int
+    # Envoy's `x-tts-backend` (the cluster that answered); "" without one.
+    backend: str
+
+
+async def steady_get(
+    base_url: str,
+    path: str,
+    params: dict[str, str],
+    *,
+    loops: int,
+    pause_s: float,
+    stop: asyncio.Event,
+    replies: list[Reply],
+) -> None:
+    """`loops` closed loops of GET `path` until `stop` is set, each pausing `pause_s` between
+    requests; every outcome is appended to `replies` as it arrives."""
+
+    async def loop(client: httpx.AsyncClient) -> None:
+        while not stop.is_set():
+            try:
+                r = await client.get(path, params=params)
+                replies.append(
+                    Reply(time.monotonic(), r.status_code, r.headers.get("x-tts-backend", ""))
+                )
+            except httpx.HTTPError:
+                replies.append(Reply(time.monotonic(), 0, ""))
+            await asyncio.sleep(pause_s)
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=10, trust_env=False) as client:
+        await asyncio.gather(*(loop(client) for _ in range(loops)))
