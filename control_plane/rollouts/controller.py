@@ -139,7 +139,9 @@ class RolloutController(Transitions):
                 event=first,
             )
             try:
-                rollout = await self._set_step(rollout, 0, "first step", strict=True)
+                rollout = await self._set_step(
+                    rollout, 0, "first step", strict=True, previous_weight=0
+                )
             except Exception as exc:
                 # Refused or not stored: the caller hears why, and the model is not left
                 # owned by a rollout that never ran.

@@ -129,10 +129,19 @@ class Transitions:
     # --- transitions ----------------------------------------------------------------
 
     async def _set_step(
-        self, rollout: Rollout, index: int, why: str, *, strict: bool = False
+        self,
+        rollout: Rollout,
+        index: int,
+        why: str,
+        *,
+        strict: bool = False,
+        previous_weight: int | None = None,
     ) -> Rollout:
         weight = rollout.spec.steps[index]
-        message = f"canary '{rollout.canary}' {rollout.weight}% → {weight}% ({why})"
+        # A new rollout is stored at its first step's weight before that step is
+        # written, so its caller says where the canary really was (0%).
+        before = rollout.weight if previous_weight is None else previous_weight
+        message = f"canary '{rollout.canary}' {before}% → {weight}% ({why})"
         stable, canary = rollout.stable, rollout.canary
         revision = await self._written(
             rollout, lambda m: weighted(m, stable, canary, weight), message, strict=strict

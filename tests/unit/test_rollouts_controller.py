@@ -88,6 +88,8 @@ async def test_a_healthy_canary_is_promoted_through_every_step(
     ]  # fmt: skip
     advanced = [e for e in controller.events(rollout.id) if e.kind in ("advanced", "promoted")]
     assert [e.revision for e in advanced] == [r.number for r in revisions]
+    assert "'canary' 0% → 5% (first step)" in advanced[0].message
+    assert "'canary' 5% → 25%" in advanced[1].message
 
     # Every step was a route-only push: clusters, endpoints and listeners never changed.
     for versions in [*seen, dict(cp.snapshot.versions)]:
