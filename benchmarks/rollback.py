@@ -239,11 +239,7 @@ async def main(args: argparse.Namespace) -> int:
         stack = Stack(Path(tmp))
         try:
             print("starting redis, control plane, filter, Envoy, 2 test backends", file=sys.stderr)
-            await stack.start_redis()
-            await stack.start_control_plane()
-            await stack.start_ext_proc()
-            await stack.start_envoy()
-            await stack.wait_converged()
+            await stack.start_all(workers=False)
             _, canary = await asyncio.gather(
                 start_and_register(stack, STABLE), start_and_register(stack, CANARY)
             )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, running_stack
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -20,15 +20,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    stack = Stack(Path(tmp_path_factory.mktemp("stack")))
-    try:
-        await stack.start_all()
-    except BaseException:
-        print(stack.logs())
-        await stack.stop()
-        raise
-    yield stack
-    await stack.stop()
+    async with running_stack(Path(tmp_path_factory.mktemp("stack"))) as started:
+        yield started
 
 
 @pytest.fixture(autouse=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    state_dir: Path, *, workers: bool = True, envoys: tuple[str, ...] = ("ttsgw-envoy-1",)
+) -> AsyncIterator[Stack]:
+    """A started stack, stopped afterwards; its logs are printed if it cannot start."""
+    stack = Stack(state_dir)
+    try:
+        await stack.start_all(workers=workers, envoys=envoys)
+    except BaseException:
+        print(stack.logs())
+        await stack.stop()
+        raise
+    try:
+        yield stack
+    finally:
+        await stack.stop()
 
 
 class Stack:
@@ -92,14 +112,20 @@ class Stack:
             f"envoy:{node_id}", components.envoy(settings, bootstrap, node_id), wait=wait
         )
 
-    async def start_all(self) -> None:
+    async def start_all(
+        self, *, workers: bool = True, envoys: tuple[str, ...] = ("ttsgw-envoy-1",)
+    ) -> None:
+        """Everything `ttsgw up` starts; without workers when a test brings its own backends."""
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         await self.start_redis()
         await self.start_control_plane()
         await self.start_ext_proc()
-        await self.start_workers()
-        await self.start_envoy()
-        await self.wait_converged()
+        if workers:
+            await self.start_workers()
+        for i, node_id in enumerate(envoys):
+            # Each further Envoy needs an admin port of its own; the listener is shared.
+            await self.start_envoy(node_id, admin_port=free_port() if i else None)
+        await self.wait_converged(nodes=len(envoys))
 
     def kill(self, key: str, sig: int = signal.SIGKILL) -> None:
         process = self.children[key].process

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 
 from tests.e2e.controllable import ControllableBackend, start_and_register
-from tests.e2e.stack import Stack, free_port
+from tests.e2e.stack import Stack, running_stack
 from tests.e2e.test_gateway import wait_routable
 from tests.fakes.controllable_backend import NAME_HEADER
 
@@ -35,21 +35,9 @@ ENVOYS = ("ttsgw-envoy-1", "ttsgw-envoy-2")
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     """No TTS workers: the seeded espeak/cosyvoice3 backends stay unhealthy and unused."""
-    stack = Stack(Path(tmp_path_factory.mktemp("ab-stack")))
-    try:
-        stack.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        await stack.start_redis()
-        await stack.start_control_plane()
-        await stack.start_ext_proc()
-        await stack.start_envoy(ENVOYS[0])
-        await stack.start_envoy(ENVOYS[1], admin_port=free_port())
-        await stack.wait_converged(nodes=2)
-    except BaseException:
-        print(stack.logs())
-        await stack.stop()
-        raise
-    yield stack
-    await stack.stop()
+    state_dir = Path(tmp_path_factory.mktemp("ab-stack"))
+    async with running_stack(state_dir, workers=False, envoys=ENVOYS) as started:
+        yield started
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

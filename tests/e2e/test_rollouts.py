@@ -27,7 +27,7 @@ import pytest
 import pytest_asyncio
 
 from tests.e2e.controllable import ControllableBackend, start_and_register
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, running_stack
 from tests.e2e.test_gateway import wait_routable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
@@ -44,20 +44,9 @@ PAUSE_S = 0.02
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     """No TTS workers: the seeded espeak/cosyvoice3 backends stay unhealthy and unused."""
-    stack = Stack(Path(tmp_path_factory.mktemp("rollout-stack")))
-    try:
-        stack.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        await stack.start_redis()
-        await stack.start_control_plane()
-        await stack.start_ext_proc()
-        await stack.start_envoy()
-        await stack.wait_converged()
-    except BaseException:
-        print(stack.logs())
-        await stack.stop()
-        raise
-    yield stack
-    await stack.stop()
+    state_dir = Path(tmp_path_factory.mktemp("rollout-stack"))
+    async with running_stack(state_dir, workers=False) as started:
+        yield started
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
