@@ -5,36 +5,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import audio, streaming
-from .engines.base import Engine, SynthesisRequest
-from .errors import (
-    EngineNotReadyError,
-    InputTooLongError,
-    SynthesisError,
-    UnknownVoiceError,
-    WorkerError,
-)
+from .engines.base import Engine
+from .errors import OverloadedError, WorkerError
 from .lifecycle import EngineLifecycle
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import WorkerMetrics
+from .scheduler import Scheduler
 from .schemas import SpeechRequest, VoicePublic, VoicesResponse
 from .settings import WorkerSettings
-from .voices import resolve_voice
+from .speech import SpeechService, VoiceLookup
 
 log = logging.getLogger(__name__)
 
 SPEECH_PATH = "/v1/audio/speech"
-_OUTCOMES = {200: "ok", 400: "bad_request", 413: "too_large", 503: "not_ready"}
+_OUTCOMES = {200: "ok", 400: "bad_request", 413: "too_large", 429: "shed", 503: "not_ready"}
 
 
 def error_response(
@@ -46,7 +39,10 @@ def error_response(
 
 
 def worker_error_response(exc: WorkerError) -> JSONResponse:
-    return error_response(exc.status, exc.message, exc.type, exc.param, exc.code)
+    response = error_response(exc.status, exc.message, exc.type, exc.param, exc.code)
+    if isinstance(exc, OverloadedError):
+        response.headers["retry-after"] = str(exc.retry_after_s)
+    return response
 
 
 class EngineHeaderMiddleware:
@@ -79,42 +75,25 @@ def _validation_param(errors: list[dict[str, Any]]) -> tuple[str | None, str]:
     return param, f"{prefix}{first.get('msg', 'invalid value')}"
 
 
-def _speech_response(
-    body: SpeechRequest, fmt: audio.AudioFormat, payload: bytes, seconds: float, interval_s: float
-) -> Response:
-    headers = {"x-tts-model": body.model}
-    if body.stream_format == "sse":
-        events = streaming.sse_events(payload, streaming.Usage.of(body.input, seconds))
-        headers["cache-control"] = "no-cache"
-        return StreamingResponse(
-            streaming.paced(events, interval_s),
-            media_type=streaming.SSE_MEDIA_TYPE,
-            headers=headers,
-        )
-    if fmt.name in streaming.CHUNKED_AUDIO_FORMATS:
-        return StreamingResponse(
-            streaming.paced(streaming.pieces(payload), interval_s),
-            media_type=fmt.content_type,
-            headers=headers,
-        )
-    return Response(payload, media_type=fmt.content_type, headers=headers)
-
-
 def create_app(
     engine: Engine,
     settings: WorkerSettings,
     *,
     on_load_failure: Callable[[Exception], None] | None = None,
+    voice_lookup: VoiceLookup | None = None,
 ) -> FastAPI:
     """Build the worker app around `engine`; the engine loads in the background at startup."""
     metrics = WorkerMetrics(engine.name)
     lifecycle = EngineLifecycle(engine, warmup=settings.warmup, on_failure=on_load_failure)
+    scheduler = Scheduler(engine, settings.scheduler_policy(engine), metrics)
+    service = SpeechService(engine, settings, scheduler, lifecycle, metrics, voice_lookup)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(lifecycle.start())
         try:
-            yield
+            async with scheduler.running_loop():
+                yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -124,6 +103,7 @@ def create_app(
     app.state.engine = engine
     app.state.lifecycle = lifecycle
     app.state.metrics = metrics
+    app.state.scheduler = scheduler
     app.add_middleware(EngineHeaderMiddleware, engine_name=engine.name)
 
     def record(status: int) -> None:
@@ -148,49 +128,13 @@ def create_app(
         return error_response(exc.status_code, str(exc.detail), type_, None, None)
 
     @app.post(SPEECH_PATH)
-    async def speech(body: SpeechRequest) -> Response:
-        fmt = audio.lookup_format(body.response_format)
-        if len(body.input) > settings.max_input_chars:
-            raise InputTooLongError(
-                f"input is {len(body.input)} characters; the limit is {settings.max_input_chars}."
-            )
-        if not lifecycle.ready:
-            raise EngineNotReadyError(f"Engine {engine.name!r} is not ready yet; retry shortly.")
-        prompt_wav = audio.decode_prompt_audio(body.prompt_audio) if body.prompt_audio else None
-        try:
-            voice = resolve_voice(engine, body.voice)
-        except UnknownVoiceError:
-            # A cloned voice (prompt_audio) replaces the named one; the engine decides.
-            if prompt_wav is None:
-                raise
-            voice = body.voice
-        req = SynthesisRequest(
-            text=body.input,
-            voice=voice,
-            speed=body.speed,
-            instructions=body.instructions,
-            prompt_wav=prompt_wav,
-            prompt_text=body.prompt_text,
-        )
-        started = time.perf_counter()
-        try:
-            samples = await engine.synthesize(req)
-        except WorkerError:
-            raise
-        except Exception as exc:
-            log.exception("engine %s failed", engine.name)
-            raise SynthesisError(
-                f"Engine {engine.name!r} failed to synthesise: {type(exc).__name__}."
-            ) from exc
-        wall = time.perf_counter() - started
-        samples = audio.resample(samples, engine.sample_rate)
-        payload = await asyncio.to_thread(audio.encode, samples, fmt)
-        seconds = samples.size / audio.OUTPUT_RATE
-        metrics.observe_synthesis(wall, seconds)
-        record(200)
-        # Synthesis and encoding are done before the first byte goes out, so any failure
-        # above is still an ordinary JSON error, never a stream cut short.
-        return _speech_response(body, fmt, payload, seconds, settings.stream_chunk_interval_s)
+    async def speech(body: SpeechRequest, request: Request) -> Response:
+        return await service.respond(body, request)
+
+    @app.get("/v1/queue")
+    async def queue() -> dict[str, Any]:
+        """How busy this worker is: depth and estimated wait per level, in-flight, batch."""
+        return scheduler.status()
 
     @app.get("/v1/audio/voices")
     async def voices() -> VoicesResponse:

@@ -1,15 +1,13 @@
-"""Streamed speech bodies: OpenAI's SSE events and chunked audio, cut from encoded bytes.
+"""Streamed speech bodies: OpenAI's SSE events and chunked audio.
 
-Engines synthesise whole utterances today (incremental generation is the worker
-scheduler's job), so a stream is the encoded file cut into pieces:
-
-- ``stream_format: "sse"``: one ``speech.audio.delta`` event per piece, whose ``audio``
-  is the base64 of that piece of the file in the requested ``response_format``, then one
-  ``speech.audio.done`` with the usage. Concatenating the decoded deltas gives exactly
-  the bytes a non-streamed request gets.
-- ``stream_format: "audio"`` with ``pcm``: the raw samples in chunked transfer. Other
-  formats go out whole with a ``content-length``: WAV carries its size in the header,
-  and libsndfile writes flac, mp3 and opus as complete files.
+- ``pcm``: raw samples go out as the engine makes them (the scheduler hands over audio
+  chunk by chunk), in pieces of at most ``CHUNK_BYTES``: chunked transfer for
+  ``stream_format: "audio"``, one ``speech.audio.delta`` per piece for ``"sse"``.
+- Container formats are encoded whole first (WAV carries its size in the header, and
+  libsndfile writes flac, mp3 and opus as complete files), then cut into pieces the same
+  way. Either way, concatenating the decoded deltas gives exactly the bytes a
+  non-streamed request gets, and the stream ends with one ``speech.audio.done`` carrying
+  the usage.
 """
 
 from __future__ import annotations
@@ -18,8 +16,10 @@ import asyncio
 import base64
 import json
 import math
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
+
+from .audio import OUTPUT_RATE as PCM_RATE
 
 SSE_MEDIA_TYPE = "text/event-stream"
 # Big enough that per-piece overhead is noise, small enough that a client can start
@@ -86,4 +86,34 @@ async def paced(items: Iterable[bytes], interval_s: float = 0.0) -> AsyncIterato
     for i, item in enumerate(items):
         if i and interval_s > 0:
             await asyncio.sleep(interval_s)
+        yield item
+
+
+async def pieces_async(
+    chunks: AsyncIterable[bytes], size: int = CHUNK_BYTES
+) -> AsyncIterator[bytes]:
+    """Each chunk as it arrives, cut into pieces of at most ``size`` bytes."""
+    async for chunk in chunks:
+        for piece in pieces(chunk, size):
+            yield piece
+
+
+async def sse_stream(
+    pcm: AsyncIterable[bytes], text: str, size: int = CHUNK_BYTES
+) -> AsyncIterator[bytes]:
+    """Live SSE of PCM16 at 24 kHz: a delta per piece, then ``done`` with the usage."""
+    total = 0
+    async for piece in pieces_async(pcm, size):
+        total += len(piece)
+        yield delta_event(piece)
+    yield done_event(Usage.of(text, total / (2 * PCM_RATE)))
+
+
+async def paced_async(items: AsyncIterable[bytes], interval_s: float = 0.0) -> AsyncIterator[bytes]:
+    """``items`` passed on, ``interval_s`` apart (0: as fast as they come)."""
+    first = True
+    async for item in items:
+        if not first and interval_s > 0:
+            await asyncio.sleep(interval_s)
+        first = False
         yield item

@@ -10,7 +10,7 @@ import torch
 
 from tts_backends.engines.base import SynthesisRequest
 from tts_backends.engines.synthetic import SyntheticEngine
-from tts_backends.engines.synthetic_model import HOP, N_MELS, SPEECH_VOCAB, token_count
+from tts_backends.engines.synthetic_model import BOS, HOP, N_MELS, SPEECH_VOCAB, token_count
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 
@@ -58,20 +58,27 @@ async def test_length_follows_text_and_speed(engine: SyntheticEngine) -> None:
     assert fast.size / long.size == pytest.approx(0.5, rel=0.02)
 
 
-async def test_output_is_peak_normalised_and_not_silent(engine: SyntheticEngine) -> None:
+async def test_output_is_in_range_and_not_silent(engine: SyntheticEngine) -> None:
     out = await engine.synthesize(req())
-    assert np.max(np.abs(out)) == pytest.approx(0.5, abs=1e-3)
+    assert 0.1 < np.max(np.abs(out)) <= 1.0
     assert np.std(out) > 0.01
 
 
 async def test_stages_have_cosyvoice3_shapes(engine: SyntheticEngine) -> None:
     model = engine._model
     assert model is not None
-    gen = torch.Generator().manual_seed(1)
-    tokens = model.generate_tokens("hello world", 0, 1.0, gen)
-    assert tokens.shape == (1, token_count(11, 1.0)) == (1, 22)  # 25 tokens/s
-    assert int(tokens.max()) < SPEECH_VOCAB
-    mel = model.tokens_to_mel(tokens, 0)
+    n = token_count(11, 1.0)
+    assert n == 22  # 25 tokens/s
+    aligned = model.encode_text("hello world", n)
+    state, speaker_mel = model.speaker(0)
+    prev = torch.full((1,), BOS)
+    tokens = []
+    for t in range(n):
+        token, states = model.lm_step(prev, aligned[t : t + 1], state[None], torch.rand(1))
+        prev, state = token, states[0]
+        tokens.append(int(token))
+    assert max(tokens) < SPEECH_VOCAB
+    mel = model.tokens_to_mel(torch.tensor([tokens]), speaker_mel[None])
     assert mel.shape == (1, N_MELS, 44)  # 50 frames/s
     wave = model.vocode(mel)
     assert wave.shape == (1, 44 * HOP)  # 24 kHz

@@ -34,6 +34,18 @@ class Voice:
 
 
 @dataclass(frozen=True)
+class ClonedVoice:
+    """A voice from the registry (POST /v1/voices): the reference clip and its transcript.
+
+    Engines that clone cache the speaker features they extract from it, keyed by `id`.
+    """
+
+    id: str
+    prompt_wav: bytes
+    prompt_text: str
+
+
+@dataclass(frozen=True)
 class SynthesisRequest:
     text: str
     voice: str
@@ -41,6 +53,7 @@ class SynthesisRequest:
     instructions: str | None = None
     prompt_wav: bytes | None = None
     prompt_text: str | None = None
+    cloned: ClonedVoice | None = None
 
 
 @runtime_checkable

@@ -1,0 +1,72 @@
+"""SlotExecutor: runs whole requests on an engine that cannot batch, `concurrency` at a time."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ..engines.base import Engine
+from .spans import now_ns, record_stage
+from .ticket import Ticket
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
+
+
+class SlotExecutor:
+    def __init__(self, scheduler: Scheduler, engine: Engine) -> None:
+        self.scheduler = scheduler
+        self.engine = engine
+        self._tasks: dict[Ticket, asyncio.Task[None]] = {}
+
+    async def run(self) -> None:
+        slots = [
+            asyncio.create_task(self._slot()) for _ in range(self.scheduler.policy.concurrency)
+        ]
+        try:
+            await asyncio.gather(*slots)
+        finally:
+            for slot in slots:
+                slot.cancel()
+
+    async def _slot(self) -> None:
+        s = self.scheduler
+        while True:
+            ticket = s.next_ticket()
+            if ticket is None:
+                await s.wait_for_work()
+                continue
+            s.batch_size = len(s.running)
+            task = asyncio.create_task(self._synthesize(ticket))
+            self._tasks[ticket] = task
+            try:
+                # wait(), not await: a cancelled request must not cancel its slot.
+                await asyncio.wait({task})
+            finally:
+                self._tasks.pop(ticket, None)
+
+    async def _synthesize(self, ticket: Ticket) -> None:
+        s = self.scheduler
+        start = now_ns()
+        try:
+            samples = await self.engine.synthesize(ticket.request)
+        except asyncio.CancelledError:
+            s.release(ticket)
+            raise
+        except Exception as exc:
+            s.fail(ticket, exc)
+            return
+        record_stage(ticket, "synthesize", start, now_ns(), engine=self.engine.name)
+        ticket.emit(samples, s.clock())
+        s.complete(ticket, self.engine.sample_rate)
+
+    def cancel(self, ticket: Ticket) -> None:
+        task = self._tasks.get(ticket)
+        if task is not None:
+            task.cancel()
+        else:
+            self.scheduler.release(ticket)
+
+    def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
