@@ -22,6 +22,21 @@ def cache_generation(model: ModelSpec) -> str:
     return _digest([s.model_dump() for s in model.splits], 8)
 
 
+# Backend kinds whose workers serve /v1/voices (cloning from a prompt clip).
+CLONING_KINDS = frozenset({"cosyvoice3"})
+
+
+def clones_voices(state: DesiredState, model: ModelSpec) -> bool:
+    """Every backend the model can send a request to clones, so a voice works wherever it lands."""
+    backends = [state.backends.get(s.backend) for s in model.splits if s.weight > 0]
+    return bool(backends) and all(b is not None and b.kind in CLONING_KINDS for b in backends)
+
+
+def voice_model(state: DesiredState) -> str | None:
+    """Where /v1/voices goes without ?model=: the first cloning model in name order."""
+    return next((n for n, m in sorted(state.models.items()) if clones_voices(state, m)), None)
+
+
 def gateway_config(state: DesiredState, revision: int, route_secret: str = "") -> dict[str, Any]:
     policy = state.gateway
     body: dict[str, Any] = {
@@ -30,9 +45,11 @@ def gateway_config(state: DesiredState, revision: int, route_secret: str = "") -
                 "backends": [s.backend for s in model.splits if s.weight > 0],
                 "cache_ttl_s": model.cache_ttl_s,
                 "cache_generation": cache_generation(model),
+                "clones_voices": clones_voices(state, model),
             }
             for name, model in sorted(state.models.items())
         },
+        "voices": {"default_model": voice_model(state)},
         "limits": {
             "max_input_chars": policy.max_input_chars,
             "max_prompt_audio_bytes": policy.max_prompt_audio_bytes,

@@ -22,6 +22,7 @@ from control_plane.metrics.window import FleetWindow
 from control_plane.rollouts import install_rollouts
 from control_plane.service import ControlPlane
 from control_plane.settings import ControlPlaneSettings
+from control_plane.state_metrics import control_plane_collector
 from control_plane.store import SQLiteRevisionStore
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.fleet import Fleet
@@ -41,6 +42,9 @@ def parse_settings(argv: list[str] | None) -> ControlPlaneSettings:
     parser.add_argument("--ext-proc-host")
     parser.add_argument("--ext-proc-port", type=int)
     parser.add_argument("--access-log-path")
+    parser.add_argument(
+        "--zipkin-collector", help="HOST:PORT of the span relay Envoy traces to (default: off)"
+    )
     parser.add_argument("--espeak-host", help="seeded espeak backend host")
     parser.add_argument("--espeak-port", type=int, help="seeded espeak backend port")
     parser.add_argument("--cosyvoice3-host", help="seeded cosyvoice3 backend host")
@@ -93,6 +97,7 @@ async def serve(settings: ControlPlaneSettings, stop: asyncio.Event) -> None:
     )
     # Rollouts resume where they were: their state is in the same SQLite file.
     rollouts = install_rollouts(app, control_plane, metrics_source, settings.db_path)
+    registry.register(control_plane_collector(control_plane, rollouts))
     await rollouts.start()
     config = uvicorn.Config(
         app,

@@ -10,7 +10,7 @@ from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from control_plane.domain import DesiredState, Endpoint, default_state
-from control_plane.translator import TranslatorOptions
+from control_plane.translator import TracingOptions, TranslatorOptions
 
 
 class ControlPlaneSettings(BaseSettings):
@@ -39,6 +39,9 @@ class ControlPlaneSettings(BaseSettings):
     ext_proc_port: int = 18001
     ext_proc_message_timeout_ms: int = 500
     access_log_path: str = "/dev/stdout"
+    # host:port of the span relay (or any Zipkin v2 collector) Envoy's tracer reports to;
+    # None leaves tracing off in Envoy. See docs/tracing.md.
+    zipkin_collector: str | None = None
 
     # First start only: the default backends point at the local workers (or, in
     # docker-compose, at the worker services by name).
@@ -53,6 +56,20 @@ class ControlPlaneSettings(BaseSettings):
         if self.metrics_source == "prometheus" and not self.prometheus_url:
             raise ValueError("metrics_source 'prometheus' needs TTSGW_PROMETHEUS_URL")
         return self
+
+    @model_validator(mode="after")
+    def _collector_is_host_port(self) -> ControlPlaneSettings:
+        if self.zipkin_collector is not None:
+            host, _, port = self.zipkin_collector.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("zipkin_collector must be HOST:PORT, e.g. 127.0.0.1:9412")
+        return self
+
+    def tracing_options(self) -> TracingOptions | None:
+        if self.zipkin_collector is None:
+            return None
+        host, _, port = self.zipkin_collector.rpartition(":")
+        return TracingOptions(collector_host=host.strip("[]"), collector_port=int(port))
 
     @property
     def db_path(self) -> Path:
@@ -74,6 +91,7 @@ class ControlPlaneSettings(BaseSettings):
             ext_proc_message_timeout_ms=self.ext_proc_message_timeout_ms,
             access_log_path=self.access_log_path,
             route_secret=self.resolve_route_secret(),
+            tracing=self.tracing_options(),
         )
 
     def resolve_admin_token(self) -> str:

@@ -6,7 +6,9 @@ The contract (the control plane implements the server side):
     Authorization: Bearer <admin token>
 
     200 {"version": "<opaque>", "revision": <int>,
-         "models": {"<name>": {"backends": [...], "cache_ttl_s": 3600, "cache_generation": "…"}},
+         "models": {"<name>": {"backends": [...], "cache_ttl_s": 3600, "cache_generation": "…",
+                               "clones_voices": true}},
+         "voices": {"default_model": "<name> | null"},
          "limits": {"max_input_chars": 4096, "max_prompt_audio_bytes": …,
                     "max_prompt_audio_seconds": 30.0, "min_speed": 0.25, "max_speed": 4.0},
          "cache": {"enabled": true, "max_entry_bytes": 8388608}}
@@ -49,6 +51,9 @@ class ModelRoute(BaseModel):
     cache_ttl_s: int = Field(default=0, ge=0)
     # Changes whenever the model's splits change, so old entries are never served after.
     cache_generation: str = "0"
+    # Every backend of the model serves /v1/voices; None: an older control plane that
+    # does not say, so the filter lets ?model= through and the worker decides.
+    clones_voices: bool | None = None
 
     @property
     def cacheable(self) -> bool:
@@ -95,6 +100,14 @@ class AuthPolicy(BaseModel):
     route_secret: str = ""
 
 
+class VoicePolicy(BaseModel):
+    """Where the voice registry API (/v1/voices) goes when the client names no model."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    default_model: str | None = None
+
+
 class GatewayConfig(BaseModel):
     """One immutable version of what the filter needs to know; swapped whole, never edited."""
 
@@ -106,6 +119,7 @@ class GatewayConfig(BaseModel):
     limits: SpeechLimits = Field(default_factory=SpeechLimits)
     cache: CachePolicy = Field(default_factory=CachePolicy)
     auth: AuthPolicy = Field(default_factory=AuthPolicy)
+    voices: VoicePolicy = Field(default_factory=VoicePolicy)
 
     def known_models(self) -> list[str]:
         return sorted(self.models)

@@ -19,6 +19,8 @@ from gateway.errors import StartupError
 from gateway.ext_proc.server import create_server
 from gateway.metrics_server import MetricsServer
 from gateway.settings import GatewaySettings
+from ttsgw.telemetry.emitter import Telemetry, setup_tracing
+from ttsgw.telemetry.settings import TracingSettings
 
 log = logging.getLogger("gateway")
 
@@ -42,6 +44,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--redis-url", help="response cache, e.g. redis://127.0.0.1:6390/0 (TTSGW_REDIS_URL)"
     )
+    parser.add_argument(
+        "--zipkin-url",
+        help="span relay, e.g. http://127.0.0.1:9412/api/v2/spans (TTSGW_ZIPKIN_URL)",
+    )
     return parser.parse_args(argv)
 
 
@@ -54,6 +60,7 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
         "admin_token_file": args.admin_token_file,
         "metrics_port": args.metrics_port,
         "redis_url": args.redis_url,
+        "zipkin_url": args.zipkin_url,
     }
     return GatewaySettings(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -68,8 +75,9 @@ async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:
         retry_max_s=settings.config_retry_max_s,
     )
     store = _cache_store(settings, registry)
+    telemetry = _telemetry(settings, registry)
     try:
-        server, port = create_server(settings, config_source, registry, store)
+        server, port = create_server(settings, config_source, registry, store, telemetry)
     except StartupError:
         await config_source.aclose()
         if store is not None:
@@ -96,6 +104,22 @@ async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:
         await metrics_server.aclose()
         if store is not None:
             await store.aclose()
+        if telemetry is not None:
+            telemetry.shutdown()
+
+
+def _telemetry(settings: GatewaySettings, registry: CollectorRegistry) -> Telemetry | None:
+    if not settings.zipkin_url:
+        return None
+    tracing = TracingSettings()
+    telemetry = setup_tracing(
+        "ttsgw-gateway-filter",
+        settings.zipkin_url,
+        sample_ratio=tracing.sample_ratio,
+        slow_threshold_s=tracing.slow_threshold_s,
+    )
+    registry.register(telemetry.counts)
+    return telemetry
 
 
 def _cache_store(settings: GatewaySettings, registry: CollectorRegistry) -> CacheStore | None:

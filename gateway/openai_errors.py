@@ -14,16 +14,23 @@ from gateway.errors import RequestRejected
 CONTENT_TYPE = "application/json"
 
 
-def error_payload(exc: RequestRejected) -> dict[str, Any]:
-    return {
-        "error": {
-            "message": exc.message,
-            "type": exc.type,
-            "param": exc.param,
-            "code": exc.code,
-        }
+def error_payload(
+    exc: RequestRejected, *, request_id: str = "", trace_id: str = ""
+) -> dict[str, Any]:
+    error: dict[str, Any] = {
+        "message": exc.message,
+        "type": exc.type,
+        "param": exc.param,
+        "code": exc.code,
     }
+    # Envoy's own local replies carry the same two keys (control_plane/translator/local_replies.py).
+    if request_id:
+        error["request_id"] = request_id
+    if trace_id:
+        error["trace_id"] = trace_id
+    return {"error": error}
 
 
-def error_body(exc: RequestRejected) -> bytes:
-    return json.dumps(error_payload(exc), separators=(",", ":")).encode()
+def error_body(exc: RequestRejected, *, request_id: str = "", trace_id: str = "") -> bytes:
+    payload = error_payload(exc, request_id=request_id, trace_id=trace_id)
+    return json.dumps(payload, separators=(",", ":")).encode()

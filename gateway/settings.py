@@ -36,6 +36,9 @@ class GatewaySettings(BaseSettings):
     # loop extends Envoy's message timer while it waits (override_message_timeout, up to
     # the translator's max_message_timeout of 60 s), so this must stay below that.
     cache_follower_wait_s: float = Field(default=30.0, ge=0, le=55)
+    # Where the filter's spans go (Zipkin v2 JSON, normally the span relay); None: no spans.
+    # The sampling knobs are TTSGW_TRACING_* (ttsgw.telemetry.settings), shared with the relay.
+    zipkin_url: str | None = None
 
     def resolved_admin_token(self) -> str | None:
         """The token file wins over the inline token, so a rotated file is picked up on restart."""

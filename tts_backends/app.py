@@ -22,7 +22,9 @@ from .metrics import WorkerMetrics
 from .scheduler import Scheduler
 from .schemas import SpeechRequest, VoicePublic, VoicesResponse
 from .settings import WorkerSettings
-from .speech import SpeechService, VoiceLookup
+from .speech import SpeechService
+from .voice_registry import VoiceRegistry
+from .voice_routes import voice_router
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +82,13 @@ def create_app(
     settings: WorkerSettings,
     *,
     on_load_failure: Callable[[Exception], None] | None = None,
-    voice_lookup: VoiceLookup | None = None,
+    voice_registry: VoiceRegistry | None = None,
 ) -> FastAPI:
     """Build the worker app around `engine`; the engine loads in the background at startup."""
     metrics = WorkerMetrics(engine.name)
     lifecycle = EngineLifecycle(engine, warmup=settings.warmup, on_failure=on_load_failure)
     scheduler = Scheduler(engine, settings.scheduler_policy(engine), metrics)
-    service = SpeechService(engine, settings, scheduler, lifecycle, metrics, voice_lookup)
+    service = SpeechService(engine, settings, scheduler, lifecycle, metrics, voice_registry)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -95,6 +97,8 @@ def create_app(
             async with scheduler.running_loop():
                 yield
         finally:
+            if voice_registry is not None:
+                await voice_registry.aclose()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -105,6 +109,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.scheduler = scheduler
     app.add_middleware(EngineHeaderMiddleware, engine_name=engine.name)
+    app.include_router(voice_router(voice_registry))
 
     def record(status: int) -> None:
         metrics.observe_request(_OUTCOMES.get(status, "error"))

@@ -50,7 +50,13 @@ class EngineLifecycle:
                 log.error("engine %s failed to load: %s", self.engine.name, self.error)
 
     async def _warm_up(self) -> None:
-        # An engine without voices yet (cosyvoice3 with no voices dir) warms on first use.
+        # An engine that knows how to warm itself up does (cosyvoice3 with no voices uses a
+        # generated prompt clip); otherwise its first voice speaks once. An engine with
+        # neither warms on first use.
+        warm_up = getattr(self.engine, "warm_up", None)
+        if callable(warm_up):
+            await warm_up()
+            return
         voices = self.engine.voices()
         if voices:
             await self.engine.synthesize(SynthesisRequest(text=WARMUP_TEXT, voice=voices[0].id))

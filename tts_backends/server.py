@@ -14,6 +14,7 @@ from .app import create_app
 from .engines.base import Engine
 from .errors import PortInUseError, StartupError
 from .settings import WorkerSettings
+from .voice_registry import VoiceRegistry, create_voice_registry
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -38,13 +39,24 @@ def bind_socket(host: str, port: int) -> socket.socket:
 class WorkerServer:
     """A uvicorn server with its bound socket; `load_error` is set if the engine failed."""
 
-    def __init__(self, engine: Engine, settings: WorkerSettings, sock: socket.socket) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: WorkerSettings,
+        sock: socket.socket,
+        voice_registry: VoiceRegistry | None = None,
+    ) -> None:
         self.engine = engine
         self.socket = sock
         self.host = settings.host
         self.port: int = sock.getsockname()[1]
         self.load_error: Exception | None = None
-        self.app = create_app(engine, settings, on_load_failure=self._on_load_failure)
+        self.app = create_app(
+            engine,
+            settings,
+            on_load_failure=self._on_load_failure,
+            voice_registry=voice_registry or create_voice_registry(settings.redis_url),
+        )
         config = uvicorn.Config(
             self.app,
             log_level=settings.log_level,
@@ -100,8 +112,13 @@ class WorkerServer:
             await asyncio.sleep(0.01)
 
 
-def create_server(engine: Engine, settings: WorkerSettings) -> tuple[WorkerServer, int]:
-    """Bind `settings.host:settings.listen_port` (0 = any free port) and wrap the app."""
+def create_server(
+    engine: Engine, settings: WorkerSettings, voice_registry: VoiceRegistry | None = None
+) -> tuple[WorkerServer, int]:
+    """Bind `settings.host:settings.listen_port` (0 = any free port) and wrap the app.
+
+    The voice registry comes from `settings.redis_url` unless one is passed (tests).
+    """
     sock = bind_socket(settings.host, settings.listen_port)
-    server = WorkerServer(engine, settings, sock)
+    server = WorkerServer(engine, settings, sock, voice_registry)
     return server, server.port

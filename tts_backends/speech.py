@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -20,7 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from . import audio, streaming
-from .engines.base import ClonedVoice, Engine, SynthesisRequest
+from .engines.base import Engine, SynthesisRequest
 from .errors import (
     EngineNotReadyError,
     InputTooLongError,
@@ -31,18 +31,16 @@ from .metrics import WorkerMetrics
 from .scheduler import Scheduler, Ticket, parse_level
 from .schemas import SpeechRequest
 from .settings import WorkerSettings
+from .voice_registry import VoiceRegistry, resolve_cloned
 from .voices import resolve_voice
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("tts_backends")
 
 PRIORITY_HEADER = "x-tts-priority"
-# Registry ids (POST /v1/voices) carry this prefix, so they never shadow an engine voice.
-REGISTERED_VOICE_PREFIX = "voice_"
 # Nobody reads the answer to a request whose client left; nginx's code says what happened.
 CLIENT_CLOSED_STATUS = 499
 
-VoiceLookup = Callable[[str], Awaitable[ClonedVoice | None]]
 T = TypeVar("T")
 
 
@@ -77,14 +75,14 @@ class SpeechService:
         scheduler: Scheduler,
         lifecycle: EngineLifecycle,
         metrics: WorkerMetrics,
-        voice_lookup: VoiceLookup | None = None,
+        voice_registry: VoiceRegistry | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.scheduler = scheduler
         self.lifecycle = lifecycle
         self.metrics = metrics
-        self.voice_lookup = voice_lookup
+        self.voice_registry = voice_registry
 
     async def build(self, body: SpeechRequest) -> SynthesisRequest:
         if len(body.input) > self.settings.max_input_chars:
@@ -97,7 +95,7 @@ class SpeechService:
                 f"Engine {self.engine.name!r} is not ready yet; retry shortly."
             )
         prompt_wav = audio.decode_prompt_audio(body.prompt_audio) if body.prompt_audio else None
-        cloned = await self._registered(body.voice)
+        cloned = await resolve_cloned(self.voice_registry, body.voice)
         voice = body.voice
         if cloned is None:
             try:
@@ -115,16 +113,6 @@ class SpeechService:
             prompt_text=body.prompt_text,
             cloned=cloned,
         )
-
-    async def _registered(self, voice: str) -> ClonedVoice | None:
-        if not voice.startswith(REGISTERED_VOICE_PREFIX) or self.voice_lookup is None:
-            return None
-        cloned = await self.voice_lookup(voice)
-        if cloned is None:
-            raise UnknownVoiceError(
-                f"Unknown voice {voice!r}: no such registered voice. See GET /v1/voices."
-            )
-        return cloned
 
     async def respond(self, body: SpeechRequest, request: Request) -> Response:
         fmt = audio.lookup_format(body.response_format)

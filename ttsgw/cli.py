@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ext-proc": ("gateway.main", "the gateway filter (Envoy ext_proc)"),
     "worker": ("tts_backends.main", "a TTS worker: espeak | cosyvoice3"),
     "envoy-bootstrap": ("gateway.bootstrap", "print Envoy's bootstrap JSON"),
+    "span-relay": ("ttsgw.telemetry.main", "tail-sampling Zipkin span relay"),
     "models": ("ttsgw.ops.commands.models", "list, show and re-weight public models"),
     "backends": ("ttsgw.ops.commands.backends", "list and show backends"),
     "revisions": ("ttsgw.ops.commands.revisions", "list, show, diff and restore revisions"),

@@ -36,6 +36,11 @@ class StackSettings(BaseSettings):
     cosyvoice3_engine: str = "synthetic"
     cosyvoice3_model_dir: Path | None = None
     envoy_concurrency: int = 2
+    # The real Zipkin kept traces go to (e.g. http://127.0.0.1:9411/api/v2/spans). Set, the
+    # stack runs the span relay on relay_port and every component traces through it
+    # (docs/tracing.md); unset, tracing is off.
+    tracing_zipkin_url: str | None = None
+    relay_port: int = 9412
 
     @property
     def log_dir(self) -> Path:
@@ -69,7 +74,21 @@ class StackSettings(BaseSettings):
         }
         if self.embedded_redis:
             ports["embedded Redis"] = self.redis_port
+        if self.tracing:
+            ports["span relay"] = self.relay_port
         return ports
+
+    @property
+    def tracing(self) -> bool:
+        return self.tracing_zipkin_url is not None
+
+    @property
+    def relay_url(self) -> str:
+        return f"http://127.0.0.1:{self.relay_port}/api/v2/spans"
+
+    def tracing_env(self, variable: str) -> dict[str, str]:
+        """``variable`` pointing at the relay when tracing is on; nothing otherwise."""
+        return {variable: self.relay_url} if self.tracing else {}
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,7 @@ def control_plane(s: StackSettings) -> Component:
             str(s.cosyvoice3_port),
             "--access-log-path",
             str(s.log_dir / "access.log"),
+            *(["--zipkin-collector", f"127.0.0.1:{s.relay_port}"] if s.tracing else []),
         ),
         f"http://127.0.0.1:{s.admin_port}/healthz",
         env={"TTSGW_REDIS_URL": s.effective_redis_url()},
@@ -139,12 +159,21 @@ def ext_proc(s: StackSettings) -> Component:
         env={
             "TTSGW_METRICS_PORT": str(s.ext_proc_metrics_port),
             "TTSGW_REDIS_URL": s.effective_redis_url(),
+            **s.tracing_env("TTSGW_ZIPKIN_URL"),
         },
     )
 
 
+def span_relay(s: StackSettings) -> Component:
+    """The tail-sampling relay every emitter reports to; only started when tracing is on."""
+    argv = _ttsgw("span-relay", "--port", str(s.relay_port))
+    if s.tracing_zipkin_url:
+        argv += ["--zipkin-url", s.tracing_zipkin_url]
+    return Component("span-relay", argv, f"http://127.0.0.1:{s.relay_port}/healthz")
+
+
 def redis(s: StackSettings) -> Component:
-    """The embedded cache: LRU-evicting, so a full cache drops old entries, never writes."""
+    """The embedded Redis: the response cache, evicted LRU when full, and the voice registry."""
     data = s.state_dir / "redis"
     data.mkdir(parents=True, exist_ok=True)
     return Component(
@@ -160,7 +189,9 @@ def redis(s: StackSettings) -> Component:
             "--maxmemory",
             s.redis_maxmemory,
             "--maxmemory-policy",
-            "allkeys-lru",
+            # Only keys with a TTL (cache entries) are evicted; registered voices have none
+            # and must survive a full cache (docs/decisions.md).
+            "volatile-lru",
             "--save",
             "300 1",
             "--appendonly",
@@ -175,6 +206,7 @@ def espeak_worker(s: StackSettings) -> Component:
         "worker-espeak",
         _ttsgw("worker", "espeak", "--port", str(s.espeak_port)),
         f"http://127.0.0.1:{s.espeak_port}/ready",
+        env=_worker_env(s),
     )
 
 
@@ -184,7 +216,20 @@ def cosyvoice3_worker(s: StackSettings) -> Component:
     )
     if s.cosyvoice3_model_dir is not None:
         argv += ["--model-dir", str(s.cosyvoice3_model_dir)]
-    return Component("worker-cosyvoice3", argv, f"http://127.0.0.1:{s.cosyvoice3_port}/ready")
+    return Component(
+        "worker-cosyvoice3",
+        argv,
+        f"http://127.0.0.1:{s.cosyvoice3_port}/ready",
+        env=_worker_env(s),
+    )
+
+
+def _worker_env(s: StackSettings) -> dict[str, str]:
+    # Every worker shares the voice registry (POST /v1/voices) in the stack's Redis.
+    return {
+        **s.tracing_env("TTSGW_WORKER_ZIPKIN_URL"),
+        "TTSGW_WORKER_REDIS_URL": s.effective_redis_url(),
+    }
 
 
 def envoy(s: StackSettings, bootstrap: Path, node_id: str = "ttsgw-envoy-1") -> Component:
@@ -218,4 +263,6 @@ def bootstrap_argv(s: StackSettings, output: Path, node_id: str = "ttsgw-envoy-1
         str(s.envoy_admin_port),
         "--output",
         str(output),
+        # Envoy's default report is every 5 spans: far too many POSTs for the relay.
+        *(["--zipkin-min-flush-spans", "100"] if s.tracing else []),
     )

@@ -99,6 +99,9 @@ def _banner(settings: StackSettings, token: str, acked_s: float) -> str:
             f"  admin token  {token}  ({token_source})",
             f"  cache        {settings.effective_redis_url()}"
             + ("  (embedded, data in state dir)" if settings.embedded_redis else ""),
+            f"  tracing      {settings.tracing_zipkin_url} (span relay :{settings.relay_port})"
+            if settings.tracing
+            else "  tracing      off (set TTSGW_TRACING_ZIPKIN_URL to turn it on)",
             f"  logs         {settings.log_dir}/",
             "Press Ctrl-C to stop.",
             "",
@@ -112,6 +115,8 @@ async def up(settings: StackSettings, stop: asyncio.Event) -> None:
     try:
         if settings.embedded_redis:
             await supervisor.start(components.redis(settings))
+        if settings.tracing:
+            await supervisor.start(components.span_relay(settings))
         await supervisor.start(components.control_plane(settings))
         token = settings.admin_token()
         await supervisor.start(components.ext_proc(settings))

@@ -14,13 +14,14 @@ from control_plane.translator.clusters import (
     ext_proc_cluster,
     load_assignment,
     uses_eds,
+    zipkin_cluster,
 )
 from control_plane.translator.listener import listener
-from control_plane.translator.options import TranslatorOptions
+from control_plane.translator.options import TracingOptions, TranslatorOptions
 from control_plane.translator.routes import route_configuration
 from control_plane.xds.resources import Resources
 
-__all__ = ["TranslatorOptions", "retranslate", "translate"]
+__all__ = ["TracingOptions", "TranslatorOptions", "retranslate", "translate"]
 
 
 def translate(state: DesiredState, options: TranslatorOptions | None = None) -> Resources:
@@ -28,6 +29,8 @@ def translate(state: DesiredState, options: TranslatorOptions | None = None) -> 
     backends = sorted(state.backends.items())
     clusters = [backend_cluster(name, spec) for name, spec in backends]
     clusters.append(ext_proc_cluster(options))
+    if options.tracing is not None:
+        clusters.append(zipkin_cluster(options.tracing))
     endpoints = [load_assignment(name, spec) for name, spec in backends if uses_eds(spec)]
     return Resources(
         clusters=tuple(sorted(clusters, key=lambda c: c.name)),

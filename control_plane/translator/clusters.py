@@ -22,7 +22,12 @@ from envoy.extensions.upstreams.http.v3.http_protocol_options_pb2 import HttpPro
 from google.protobuf.wrappers_pb2 import UInt32Value
 
 from control_plane import domain
-from control_plane.translator.options import EXT_PROC_CLUSTER, TranslatorOptions
+from control_plane.translator.options import (
+    EXT_PROC_CLUSTER,
+    ZIPKIN_CLUSTER,
+    TracingOptions,
+    TranslatorOptions,
+)
 from control_plane.translator.protos import ads, duration, is_ip_literal, packed, socket_address
 
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -110,6 +115,30 @@ def ext_proc_cluster(options: TranslatorOptions) -> Cluster:
             )
         )
     )
+    return cluster
+
+
+def zipkin_cluster(options: TracingOptions) -> Cluster:
+    """The span relay (or any Zipkin v2 collector) Envoy's tracer posts its spans to."""
+    host, port = options.collector_host, options.collector_port
+    cluster = Cluster(
+        name=ZIPKIN_CLUSTER,
+        connect_timeout=duration(1.0),
+        lb_policy=Cluster.ROUND_ROBIN,
+        load_assignment=ClusterLoadAssignment(
+            cluster_name=ZIPKIN_CLUSTER,
+            endpoints=[
+                LocalityLbEndpoints(
+                    lb_endpoints=[LbEndpoint(endpoint=Endpoint(address=socket_address(host, port)))]
+                )
+            ],
+        ),
+    )
+    if is_ip_literal(host):
+        cluster.type = Cluster.STATIC
+    else:
+        cluster.type = Cluster.STRICT_DNS
+        cluster.dns_lookup_family = Cluster.V4_PREFERRED
     return cluster
 
 

@@ -7,12 +7,16 @@ from envoy.config.core.v3.grpc_service_pb2 import GrpcService
 from envoy.config.core.v3.substitution_format_string_pb2 import SubstitutionFormatString
 from envoy.config.listener.v3.listener_components_pb2 import Filter, FilterChain
 from envoy.config.listener.v3.listener_pb2 import Listener
+from envoy.config.trace.v3.http_tracer_pb2 import Tracing as HttpTracer
+from envoy.config.trace.v3.zipkin_pb2 import ZipkinConfig
 from envoy.extensions.access_loggers.file.v3.file_pb2 import FileAccessLog
 from envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2 import ExternalProcessor
 from envoy.extensions.filters.http.router.v3.router_pb2 import Router
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.type.tracing.v3.custom_tag_pb2 import CustomTag
+from envoy.type.v3.percent_pb2 import Percent
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.wrappers_pb2 import BoolValue, UInt32Value
 
@@ -21,6 +25,8 @@ from control_plane.translator.options import (
     EXT_PROC_CLUSTER,
     HTTP_CONNECTION_MANAGER,
     STAT_PREFIX,
+    ZIPKIN_CLUSTER,
+    TracingOptions,
     TranslatorOptions,
 )
 from control_plane.translator.protos import ads, duration, packed, socket_address
@@ -29,6 +35,7 @@ from gateway.ext_proc.modes import STATIC_MODE
 EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
 ROUTER_FILTER = "envoy.filters.http.router"
 FILE_ACCESS_LOG = "envoy.access_loggers.file"
+ZIPKIN_TRACER = "envoy.tracers.zipkin"
 
 # The source article's fields, then the ones that tie a line to a trace, a model and a backend.
 ACCESS_LOG_FORMAT: dict[str, str] = {
@@ -47,6 +54,16 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
     "priority_class": "%REQ(X-TTS-CLASS)%",
     "cache": "%RESP(X-TTS-CACHE)%",
     "backend": "%RESP(X-TTS-BACKEND)%",
+    # 128-bit, so the same id finds the trace in Zipkin, the worker logs and error bodies.
+    "trace_id": "%TRACE_ID%",
+}
+
+# Tags on Envoy's own spans, read from the headers the filter sets; never the body.
+SPAN_TAGS_FROM_HEADERS: dict[str, str] = {
+    "request_id": "x-request-id",
+    "tts.model": "x-tts-model",
+    "tts.priority": "x-tts-priority",
+    "tts.priority_class": "x-tts-class",
 }
 
 # The gRPC call to the filter is one stream per request; message_timeout bounds each
@@ -69,6 +86,8 @@ def listener(options: TranslatorOptions) -> Listener:
             hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=packed(Router())),
         ],
     )
+    if options.tracing is not None:
+        hcm.tracing.CopyFrom(tracing(options.tracing))
     return Listener(
         name=options.listener_name,
         address=socket_address(options.listener_address, options.listener_port),
@@ -101,4 +120,32 @@ def ext_proc(options: TranslatorOptions) -> ExternalProcessor:
         max_message_timeout=duration(options.ext_proc_max_message_timeout_ms / 1000),
         processing_mode=STATIC_MODE,
         allow_mode_override=True,
+    )
+
+
+def tracing(options: TracingOptions) -> hcm_pb2.HttpConnectionManager.Tracing:
+    """Zipkin v2 JSON to the span relay, 128-bit trace ids, B3 headers to the upstreams.
+
+    Client and server spans are separate (``shared_span_context`` off), so each hop has
+    its own span id and the parent links in Zipkin are exact. ``spawn_upstream_span``
+    gives the router's hop to the worker a span of its own.
+    """
+    zipkin = ZipkinConfig(
+        collector_cluster=ZIPKIN_CLUSTER,
+        collector_endpoint=options.collector_endpoint,
+        collector_endpoint_version=ZipkinConfig.HTTP_JSON,
+        trace_id_128bit=True,
+        shared_span_context=BoolValue(value=False),
+    )
+    percent = Percent(value=options.sampling_percent)
+    return hcm_pb2.HttpConnectionManager.Tracing(
+        provider=HttpTracer.Http(name=ZIPKIN_TRACER, typed_config=packed(zipkin)),
+        random_sampling=percent,
+        client_sampling=Percent(value=100.0),
+        overall_sampling=Percent(value=100.0),
+        spawn_upstream_span=BoolValue(value=True),
+        custom_tags=[
+            CustomTag(tag=tag, request_header=CustomTag.Header(name=header))
+            for tag, header in SPAN_TAGS_FROM_HEADERS.items()
+        ],
     )

@@ -59,6 +59,7 @@ def _body(error_type: str, code: str, hint: str) -> SubstitutionFormatString:
                 "param": None,
                 "code": code,
                 "request_id": "%REQ(X-REQUEST-ID)%",
+                "trace_id": "%TRACE_ID%",
             }
         }
     )

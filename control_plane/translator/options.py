@@ -6,11 +6,27 @@ from dataclasses import dataclass
 
 # The control plane's own clusters use underscores, which backend names cannot (domain.Name).
 EXT_PROC_CLUSTER = "ttsgw_ext_proc"
+# Where Envoy's Zipkin tracer sends its spans (the span relay, see docs/tracing.md).
+ZIPKIN_CLUSTER = "ttsgw_zipkin"
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
 STAT_PREFIX = "ttsgw"
 VIRTUAL_HOST = "ttsgw"
 BACKEND_HEADER = "x-tts-backend"
 DEGRADED_HEADER = "x-tts-degraded"
+
+
+@dataclass(frozen=True)
+class TracingOptions:
+    """Envoy's Zipkin tracer: where spans go and how many requests Envoy traces.
+
+    The percentage stays at 100 with the span relay: the relay keeps errors and slow
+    requests whatever the ratio, which it can only do if Envoy reported them.
+    """
+
+    collector_host: str = "127.0.0.1"
+    collector_port: int = 9412
+    collector_endpoint: str = "/api/v2/spans"
+    sampling_percent: float = 100.0
 
 
 @dataclass(frozen=True)
@@ -36,3 +52,5 @@ class TranslatorOptions:
     # ext_proc BUFFERED mode answers 413 above the connection buffer limit (Envoy's
     # default is 1 MiB); a 30 s base64 prompt_audio WAV is about 2-4 MB.
     max_request_body_bytes: int = 8 * 1024 * 1024
+    # Envoy's Zipkin tracer sends its spans here; None (the default) turns tracing off.
+    tracing: TracingOptions | None = None

@@ -67,8 +67,13 @@ class AdsServicer:
                     next_request = asyncio.ensure_future(anext(requests))
                 if next_snapshot in done:
                     # Before the Envoy has said who it is, the snapshot only waits in the stream.
-                    for push in stream.on_snapshot(next_snapshot.result()):
+                    snapshot = next_snapshot.result()
+                    for push in stream.on_snapshot(snapshot):
                         yield push.data
+                        # Resumed once grpc.aio has written the message: the push latency.
+                        self._metrics.written(
+                            push.type_url, self._cache.published_at(snapshot.version)
+                        )
                     next_snapshot = asyncio.ensure_future(
                         self._cache.wait_for_change(stream.snapshot_version)
                     )

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gateway.cache.base import Outcome as CacheOutcome
 from gateway.cache.single_flight import Flight
 
+if TYPE_CHECKING:
+    from gateway.ext_proc.tracing import StreamTrace
+
 SPEECH_PATH = "/v1/audio/speech"
 VOICES_PATH = "/v1/audio/voices"
+# The voice registry: POST/GET /v1/voices, GET/DELETE /v1/voices/{id}.
+VOICE_REGISTRY_PATH = "/v1/voices"
 
 
 class Endpoint(enum.Enum):
@@ -17,6 +23,7 @@ class Endpoint(enum.Enum):
 
     SPEECH = "speech"
     VOICES = "voices"
+    VOICE_REGISTRY = "voice_registry"
     OTHER = "other"
 
 
@@ -69,6 +76,16 @@ class RequestContext:
     cache: CacheState | None = None
     # The priority level resolved from the API key (high | default | low).
     priority: str = "default"
+    # This request's part of its trace; None when tracing is off or Envoy sent no context.
+    trace: StreamTrace | None = None
+
+    @property
+    def trace_id(self) -> str:
+        return self.trace.trace_id if self.trace is not None else ""
+
+    # The priority class the API key maps to (a config name, or "anonymous"); None when
+    # the request was not admitted (no config yet, or not an API path).
+    priority_class: str | None = None
 
     def decide(self, outcome: Outcome) -> None:
         """Record the first decision only; a later phase cannot rewrite history."""
@@ -81,4 +98,6 @@ def classify(method: str, path: str) -> Endpoint:
         return Endpoint.SPEECH
     if path == VOICES_PATH and method == "GET":
         return Endpoint.VOICES
+    if path == VOICE_REGISTRY_PATH or path.startswith(VOICE_REGISTRY_PATH + "/"):
+        return Endpoint.VOICE_REGISTRY
     return Endpoint.OTHER

@@ -9,7 +9,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gateway.config_client import GatewayConfigSource
+from gateway.ext_proc.admission import ANONYMOUS
 from gateway.ext_proc.context import Outcome
+
+# Label values for requests without a known model or an API key's class. Both labels come
+# from the gateway-config only (a client's unknown model name is never a label value).
+UNKNOWN_MODEL = "unknown"
+NO_CLASS = "none"
 
 # The filter sits on the request path under a 500 ms message timeout; buckets resolve
 # the sub-millisecond range the filter should live in and the timeout it must never reach.
@@ -20,12 +26,12 @@ class FilterMetrics:
     def __init__(self, registry: CollectorRegistry, config_source: GatewayConfigSource) -> None:
         self.requests = Counter(
             "ttsgw_filter_requests",
-            "HTTP requests the gateway filter decided on, by outcome.",
-            ["outcome"],
+            "HTTP requests the gateway filter decided on, by model, priority class and outcome.",
+            ["model", "class", "outcome"],
             registry=registry,
         )
         for outcome in Outcome:
-            self.requests.labels(outcome.value)
+            self.requests.labels(UNKNOWN_MODEL, NO_CLASS, outcome.value)
         self.duration = Histogram(
             "ttsgw_filter_duration_seconds",
             "Time the filter spent on one ext_proc message, by phase.",
@@ -35,8 +41,13 @@ class FilterMetrics:
         )
         registry.register(_ConfigCollector(config_source))
 
-    def record(self, outcome: Outcome) -> None:
-        self.requests.labels(outcome.value).inc()
+    def record(
+        self, outcome: Outcome, model: str | None = None, priority_class: str | None = None
+    ) -> None:
+        """Count one decision. Pass only a model the config knows (bounded cardinality)."""
+        if priority_class is None or priority_class == ANONYMOUS:
+            priority_class = NO_CLASS
+        self.requests.labels(model or UNKNOWN_MODEL, priority_class, outcome.value).inc()
 
 
 class CacheMetrics:

@@ -21,6 +21,7 @@ from gateway.ext_proc.headers import MODEL_HEADER, mutation
 from gateway.ext_proc.response_cache import ResponseCache
 from gateway.ext_proc.responses import continue_request_body, continue_unchanged
 from gateway.ext_proc.routing import require_known_model
+from gateway.ext_proc.tracing import annotate, child_span
 from gateway.speech import parse_speech_request
 
 
@@ -38,16 +39,25 @@ class RequestBodyProcessor:
             ctx.decide(Outcome.PASSTHROUGH)
             return continue_unchanged(request)
         config = self._config_source.current()
-        speech = parse_speech_request(
-            request.request_body.body, config.limits if config is not None else None
-        )
+        with child_span(ctx.trace, "validate"):
+            speech = parse_speech_request(
+                request.request_body.body, config.limits if config is not None else None
+            )
+            annotate(ctx.trace, **{"tts.text_length": len(speech.input)})
         if config is None:
             ctx.decide(Outcome.PASSTHROUGH)
             return continue_request_body()
         ctx.model = require_known_model(config, speech.model)
+        annotate(ctx.trace, **{"tts.model": ctx.model, "tts.priority": ctx.priority})
         ctx.decide(Outcome.ROUTED)
         if self._cache is not None:
-            ctx.cache, hit = await self._cache.lookup(config, speech, ctx.request_id)
+            with child_span(ctx.trace, "cache_lookup") as span:
+                ctx.cache, hit = await self._cache.lookup(
+                    config, speech, ctx.request_id, trace=ctx.trace
+                )
+                if span is not None:
+                    span.set_attribute("tts.cache", ctx.cache.outcome)
+            annotate(ctx.trace, **{"tts.cache": ctx.cache.outcome})
             if hit is not None:
                 return hit
         return continue_request_body(

@@ -59,7 +59,7 @@ class RequestHeadersProcessor:
             # Every API call is admitted (401, 429); only the ones Envoy routes to a
             # backend carry the class on, since a route-cache clear is not free.
             admitted = self._admission.admit(headers.get("authorization"), config.auth)
-            ctx.priority = admitted.level
+            ctx.priority, ctx.priority_class = admitted.level, admitted.priority_class
             if ctx.endpoint is not Endpoint.OTHER:
                 stamped = {PRIORITY_HEADER: admitted.level, CLASS_HEADER: admitted.priority_class}
 
@@ -85,6 +85,8 @@ class RequestHeadersProcessor:
             )
         if ctx.endpoint is Endpoint.VOICES:
             return self._route_voices(ctx, strip, stamped)
+        if ctx.endpoint is Endpoint.VOICE_REGISTRY:
+            return self._route_voice_registry(ctx, strip, stamped)
         ctx.decide(Outcome.PASSTHROUGH)
         return continue_request_headers(
             strip, clear_route_cache=clear, mode_override=PASSTHROUGH_MODE
@@ -114,3 +116,46 @@ class RequestHeadersProcessor:
             clear_route_cache=True,
             mode_override=PASSTHROUGH_MODE,
         )
+
+    def _route_voice_registry(
+        self, ctx: RequestContext, strip: HeaderMutation | None, stamped: dict[str, str]
+    ) -> ProcessingResponse:
+        """/v1/voices goes to ``?model=`` or the config's voice model, body unread, uncached."""
+        config = self._config_source.current()
+        if config is None:
+            ctx.decide(Outcome.PASSTHROUGH)
+            return continue_request_headers(
+                strip, clear_route_cache=strip is not None, mode_override=PASSTHROUGH_MODE
+            )
+        models = parse_qs(ctx.query).get("model", [])
+        name = models[-1].strip() if models else ""
+        default = config.voices.default_model
+        if name:
+            ctx.model = require_known_model(config, name)
+            if config.models[ctx.model].clones_voices is False:
+                raise InvalidRequestError(
+                    f"The model '{ctx.model}' cannot clone voices; {_cloning_hint(default)}",
+                    param="model",
+                )
+        elif default is not None and default in config.models:
+            ctx.model = default
+        else:
+            raise InvalidRequestError(
+                "No model can clone voices: a voice-cloning model needs cosyvoice3 backends "
+                "only. Name one with ?model=<model>.",
+                param="model",
+            )
+        ctx.decide(Outcome.ROUTED)
+        # PASSTHROUGH_MODE: Envoy streams the body (a clip of up to 30 s) to the worker
+        # without buffering it for the filter, and no response phase (no cache) follows.
+        return continue_request_headers(
+            mutation(set_headers={**stamped, MODEL_HEADER: ctx.model}, remove=ctx.stripped_headers),
+            clear_route_cache=True,
+            mode_override=PASSTHROUGH_MODE,
+        )
+
+
+def _cloning_hint(default_model: str | None) -> str:
+    if default_model is None:
+        return "no configured model can."
+    return f"use ?model={default_model} or leave model out."

@@ -46,6 +46,7 @@ from gateway.config_client import GatewayConfig
 from gateway.ext_proc.context import CacheState
 from gateway.ext_proc.headers import header_dict, set_header
 from gateway.ext_proc.metrics import CacheMetrics
+from gateway.ext_proc.tracing import StreamTrace, child_span
 from gateway.speech import SpeechRequest
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,12 @@ class ResponseCache:
         self._background: set[asyncio.Task[None]] = set()
 
     async def lookup(
-        self, config: GatewayConfig, request: SpeechRequest, request_id: str = ""
+        self,
+        config: GatewayConfig,
+        request: SpeechRequest,
+        request_id: str = "",
+        *,
+        trace: StreamTrace | None = None,
     ) -> tuple[CacheState, ProcessingResponse | None]:
         """The request's cache state, and the immediate answer when it is a hit."""
         model = request.model
@@ -92,7 +98,10 @@ class ResponseCache:
         flight = self._flights.join(key)
         if not flight.leader:
             self._metrics.single_flight_waits.inc()
-            entry = await flight.wait(self._follower_wait_s)
+            with child_span(trace, "single_flight_wait") as span:
+                entry = await flight.wait(self._follower_wait_s)
+                if span is not None:
+                    span.set_attribute("tts.single_flight", "filled" if entry else "gave_up")
             if entry is not None:
                 return self._hit(model, entry, request_id)
             # The leader failed or is slow: this one asks the backend and fills nothing.

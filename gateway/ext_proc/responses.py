@@ -61,8 +61,12 @@ def continue_unchanged(request: ProcessingRequest) -> ProcessingResponse:
     raise ValueError(f"ProcessingRequest without a phase: {phase!r}")
 
 
-def reject(exc: RequestRejected) -> ProcessingResponse:
-    """Answer the client directly with OpenAI's error shape; the request goes no further."""
+def reject(exc: RequestRejected, *, request_id: str = "", trace_id: str = "") -> ProcessingResponse:
+    """Answer the client directly with OpenAI's error shape; the request goes no further.
+
+    The request and trace ids ride in the error object, so one id from a client's bug
+    report finds the access log line, the trace and the logs.
+    """
     headers = [set_header("content-type", CONTENT_TYPE)]
     if isinstance(exc, RateLimitedError):
         headers.append(set_header("retry-after", str(exc.retry_after_s)))
@@ -70,7 +74,7 @@ def reject(exc: RequestRejected) -> ProcessingResponse:
         immediate_response=ImmediateResponse(
             status=HttpStatus(code=exc.status),  # type: ignore[arg-type]
             headers=HeaderMutation(set_headers=headers),
-            body=error_body(exc),
+            body=error_body(exc, request_id=request_id, trace_id=trace_id),
             details=f"ttsgw_filter_{exc.code or 'rejected'}",
         )
     )

@@ -19,6 +19,7 @@ from gateway.ext_proc.response_cache import ResponseCache
 from gateway.ext_proc.response_phases import ResponseBodyProcessor, ResponseHeadersProcessor
 from gateway.ext_proc.stream import ExtProcService
 from gateway.settings import GatewaySettings
+from ttsgw.telemetry.emitter import Telemetry
 
 # gRPC enables SO_REUSEPORT by default, which lets a second filter silently share a
 # taken port; turning it off makes "port in use" an error we can report.
@@ -59,17 +60,20 @@ def create_server(
     config_source: GatewayConfigSource,
     registry: CollectorRegistry | None = None,
     store: CacheStore | None = None,
+    telemetry: Telemetry | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """The server, not yet started, and the port it bound (settings.ext_proc_port, or any if 0).
 
     ``store`` None means no response cache: speech responses then never reach the filter.
+    ``telemetry`` None means no spans (see tracing.py).
     """
     registry = registry or CollectorRegistry()
     metrics = FilterMetrics(registry, config_source)
     cache = build_cache(settings, store, registry)
     server = grpc.aio.server(options=_SERVER_OPTIONS)
     add_ExternalProcessorServicer_to_server(
-        ExtProcService(build_processors(config_source, cache), metrics), server
+        ExtProcService(build_processors(config_source, cache), metrics, telemetry=telemetry),
+        server,
     )
     address = f"{_host_for_grpc(settings.ext_proc_host)}:{settings.ext_proc_port}"
     try:

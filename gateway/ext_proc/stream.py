@@ -21,9 +21,12 @@ from google.protobuf.duration_pb2 import Duration
 
 from gateway.errors import RequestRejected
 from gateway.ext_proc.context import Outcome, RequestContext
+from gateway.ext_proc.headers import header_dict
 from gateway.ext_proc.metrics import FilterMetrics
 from gateway.ext_proc.processor import Processor
 from gateway.ext_proc.responses import continue_unchanged, reject
+from gateway.ext_proc.tracing import PhaseSpan, StreamTrace
+from ttsgw.telemetry.emitter import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +43,14 @@ class ExtProcService(ExternalProcessorServicer):
         *,
         extend_after_s: float = EXTEND_AFTER_S,
         extended_timeout_s: float = 60.0,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._processors = processors
         self._metrics = metrics
         self._extend_after_s = extend_after_s
         self._extended = Duration()
         self._extended.FromMilliseconds(round(extended_timeout_s * 1000))
+        self._telemetry = telemetry
 
     async def Process(
         self,
@@ -53,6 +58,8 @@ class ExtProcService(ExternalProcessorServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[ProcessingResponse]:
         ctx = RequestContext()
+        if self._telemetry is not None:
+            ctx.trace = StreamTrace.start(self._telemetry, _metadata(context))
         recorded = False
         try:
             async for request in request_iterator:
@@ -80,7 +87,7 @@ class ExtProcService(ExternalProcessorServicer):
                         handling.cancel()
                 self._metrics.duration.labels(phase).observe(time.perf_counter() - started)
                 if ctx.outcome is not None and not recorded:
-                    self._metrics.record(ctx.outcome)
+                    self._metrics.record(ctx.outcome, ctx.model, ctx.priority_class)
                     recorded = True
                 yield response
                 if response.HasField("immediate_response"):
@@ -95,6 +102,19 @@ class ExtProcService(ExternalProcessorServicer):
     async def _handle(
         self, phase: str, request: ProcessingRequest, ctx: RequestContext
     ) -> ProcessingResponse:
+        if ctx.trace is None and self._telemetry is not None and phase == "request_headers":
+            # No context in the gRPC metadata: the forwarded request headers may have one.
+            ctx.trace = StreamTrace.start(
+                self._telemetry, header_dict(request.request_headers.headers)
+            )
+        if ctx.trace is None:
+            return await self._dispatch(phase, request, ctx, None)
+        with ctx.trace.phase(phase) as span:
+            return await self._dispatch(phase, request, ctx, span)
+
+    async def _dispatch(
+        self, phase: str, request: ProcessingRequest, ctx: RequestContext, span: PhaseSpan | None
+    ) -> ProcessingResponse:
         processor = self._processors.get(phase)
         try:
             if processor is None:
@@ -102,10 +122,26 @@ class ExtProcService(ExternalProcessorServicer):
             return await processor.process(request, ctx)
         except RequestRejected as exc:
             ctx.decide(Outcome.REJECTED_4XX)
-            return reject(exc)
+            if span is not None:
+                span.fail(exc.code or exc.type, exc.status)
+            return reject(exc, request_id=ctx.request_id, trace_id=ctx.trace_id)
         except Exception:
             # Fail open: a bug in the filter must cost at most the filter's features,
             # never the request.
-            log.exception("gateway filter failed in %s for %s %s", phase, ctx.method, ctx.path)
+            log.exception(
+                "gateway filter failed in %s for %s %s (request_id=%s trace_id=%s)",
+                phase,
+                ctx.method,
+                ctx.path,
+                ctx.request_id,
+                ctx.trace_id,
+            )
+            if span is not None:
+                span.fail("filter_failed_open", 0)
             ctx.decide(Outcome.FAILED_OPEN)
             return continue_unchanged(request)
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    metadata = context.invocation_metadata() or ()
+    return {key: value for key, value in metadata if isinstance(value, str)}

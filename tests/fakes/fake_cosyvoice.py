@@ -3,13 +3,16 @@
 `install()` puts `cosyvoice`, `cosyvoice.cli` and `cosyvoice.cli.cosyvoice` into
 sys.modules; `FakeAutoModel.instances` holds every model built, each with `.calls`.
 It yields `{'tts_speech': tensor[1, N]}` like upstream, N = 240 samples per character
-of `tts_text`, so tests can check which text reached the model.
+of `tts_text`, so tests can check which text reached the model. Registered speakers live
+in `frontend.spk2info`, where upstream keeps them. `fail_next` makes the next inference
+call raise while its output is consumed (how a CUDA OOM surfaces upstream).
 """
 
 from __future__ import annotations
 
 import sys
 import types
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import torch
@@ -24,7 +27,9 @@ class FakeAutoModel:
         self.model_dir = model_dir
         self.sample_rate = 24_000
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.spk2info: dict[str, dict[str, Any]] = {}
+        self.frontend = SimpleNamespace(spk2info={})
+        self.spk2info: dict[str, dict[str, Any]] = self.frontend.spk2info
+        self.fail_next: BaseException | None = None
         FakeAutoModel.instances.append(self)
 
     def add_zero_shot_spk(self, prompt_text: str, prompt_wav: Any, zero_shot_spk_id: str) -> bool:
@@ -34,7 +39,7 @@ class FakeAutoModel:
                 "add_zero_shot_spk",
                 {
                     "prompt_text": prompt_text,
-                    "prompt_wav": prompt_wav,
+                    "prompt_wav": _read(prompt_wav),
                     "zero_shot_spk_id": zero_shot_spk_id,
                 },
             )
@@ -45,6 +50,9 @@ class FakeAutoModel:
     def _speech(self, tts_text: str, stream: bool, speed: float) -> Any:
         # Upstream: speed != 1.0 only works without streaming.
         assert not (stream and speed != 1.0), "speed change needs stream=False"
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
         yield {"tts_speech": torch.full((1, SAMPLES_PER_CHAR * len(tts_text)), 0.25)}
 
     def inference_zero_shot(

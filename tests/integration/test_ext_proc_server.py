@@ -31,6 +31,7 @@ from gateway.metrics_server import MetricsServer
 from gateway.settings import GatewaySettings
 
 ROOT = Path(__file__).resolve().parents[2]
+ROUTED_M2 = {"model": "m2", "class": "none", "outcome": "routed"}
 
 
 def _headers(method: str, path: str, extra: dict[str, str] | None = None, eos: bool = False):
@@ -94,7 +95,7 @@ async def test_speech_is_routed_by_its_json_model(filter_server):
     assert common.clear_route_cache
     [header] = common.header_mutation.set_headers
     assert (header.header.key, header.header.raw_value) == ("x-tts-model", b"m2")
-    assert registry.get_sample_value("ttsgw_filter_requests_total", {"outcome": "routed"}) == 1
+    assert registry.get_sample_value("ttsgw_filter_requests_total", ROUTED_M2) == 1
 
 
 @pytest.mark.parametrize(
@@ -118,7 +119,9 @@ async def test_bad_speech_gets_openai_error(filter_server, raw, status, param, c
     assert error["type"] == "invalid_request_error"
     assert (error["param"], error["code"]) == (param, code)
     assert "Traceback" not in error["message"]
-    assert registry.get_sample_value("ttsgw_filter_requests_total", {"outcome": "rejected_4xx"})
+    # Rejected before a known model was settled on: a client's name is never a label value.
+    labels = {"model": "unknown", "class": "none", "outcome": "rejected_4xx"}
+    assert registry.get_sample_value("ttsgw_filter_requests_total", labels)
 
 
 async def test_voices_routing_and_unknown_model(filter_server):
@@ -143,7 +146,8 @@ async def test_many_concurrent_streams(filter_server):
         *(_exchange(stub, _headers("POST", "/v1/audio/speech"), body) for _ in range(50))
     )
     assert all(r[1].request_body.response.clear_route_cache for r in results)
-    assert registry.get_sample_value("ttsgw_filter_requests_total", {"outcome": "routed"}) == 50
+    routed = {"model": "m1", "class": "none", "outcome": "routed"}
+    assert registry.get_sample_value("ttsgw_filter_requests_total", routed) == 50
 
 
 async def test_metrics_and_health_over_http():
@@ -161,7 +165,8 @@ async def test_metrics_and_health_over_http():
             assert (await client.get("/readyz")).status_code == 200
             assert (await client.get("/healthz")).json()["config_version"] == "v9"
             metrics = await client.get("/metrics")
-            assert 'ttsgw_filter_requests_total{outcome="passthrough"} 0.0' in metrics.text
+            passthrough = '{class="none",model="unknown",outcome="passthrough"} 0.0'
+            assert "ttsgw_filter_requests_total" + passthrough in metrics.text
             assert 'ttsgw_filter_config_version_info{models="1",version="v9"} 1.0' in metrics.text
             assert (await client.get("/nope")).status_code == 404
     finally:

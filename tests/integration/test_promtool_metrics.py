@@ -5,7 +5,6 @@ Starts the stack the way tests/e2e/stack.py does (real Envoy, filter, workers, R
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -16,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from tests.e2e.stack import TOKEN, Stack
-from tests.unit.test_deploy_grafana import dashboard, expressions, metric_names
+from tests.unit.test_deploy_grafana import dashboard, exposed_names, expressions, metric_names
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 OURS = ("control-plane", "filter", "worker-espeak", "worker-cosyvoice3")
@@ -84,22 +83,19 @@ async def test_envoy_metrics_parse_and_only_fail_known_lint(scrapes: dict[str, s
     assert unknown == []
 
 
-def _names(text: str) -> set[str]:
-    """Every series name in a scrape, plus each declared family (a NACK counter may be empty)."""
-    names = set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, family, kind = line.split()
-            names.add(family)
-            if kind == "counter":
-                names.add(family + "_total")
-        elif line and not line.startswith("#"):
-            names.add(re.split(r"[{\s]", line, maxsplit=1)[0])
-    return names
-
-
 async def test_every_dashboard_metric_exists_in_the_scrape(scrapes: dict[str, str]) -> None:
-    scraped = set().union(*map(_names, scrapes.values()))
+    scraped = set().union(*map(exposed_names, scrapes.values()))
     wanted = set().union(*map(metric_names, expressions(dashboard())))
     assert wanted, "the dashboard queries nothing"
     assert sorted(wanted - scraped) == []
+
+
+async def test_the_new_labels_and_gauges_carry_the_traffic(scrapes: dict[str, str]) -> None:
+    cp, filt = scrapes["control-plane"], scrapes["filter"]
+    assert 'ttsgw_route_weight{backend="espeak",model="espeak"} 100.0' in cp
+    assert "ttsgw_xds_connected_envoys 1.0" in cp
+    assert 'ttsgw_xds_push_latency_seconds_count{type="rds"}' in cp
+    # Two espeak requests and one cosyvoice3, anonymous: counted per model, class "none".
+    assert 'ttsgw_filter_requests_total{class="none",model="espeak",outcome="routed"} 2.0' in filt
+    routed = '{class="none",model="cosyvoice3",outcome="routed"} 1.0'
+    assert "ttsgw_filter_requests_total" + routed in filt

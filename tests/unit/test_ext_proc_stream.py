@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 
 from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
@@ -15,19 +16,21 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 )
 from prometheus_client import CollectorRegistry
 
-from gateway.config_client import StaticConfigSource
+from gateway.config_client import AuthPolicy, PriorityClass, StaticConfigSource
 from gateway.ext_proc.metrics import FilterMetrics
 from gateway.ext_proc.server import build_processors
 from gateway.ext_proc.stream import ExtProcService
 
 
-def _headers(method: str, path: str) -> ProcessingRequest:
+def _headers(method: str, path: str, api_key: str | None = None) -> ProcessingRequest:
     hm = HeaderMap(
         headers=[
             HeaderValue(key=":method", raw_value=method.encode()),
             HeaderValue(key=":path", raw_value=path.encode()),
         ]
     )
+    if api_key is not None:
+        hm.headers.append(HeaderValue(key="authorization", raw_value=f"Bearer {api_key}".encode()))
     return ProcessingRequest(request_headers=HttpHeaders(headers=hm))
 
 
@@ -53,8 +56,15 @@ async def _collect(service, *messages):
     return [r async for r in service.Process(_iterate(*messages), None)]
 
 
-def _count(registry: CollectorRegistry, outcome: str) -> float:
-    return registry.get_sample_value("ttsgw_filter_requests_total", {"outcome": outcome}) or 0.0
+def _count(registry: CollectorRegistry, outcome: str, **labels: str) -> float:
+    """Requests with this outcome, summed over the model and class labels not given."""
+    wanted = {"outcome": outcome, **labels}
+    return sum(
+        sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name == "ttsgw_filter_requests_total" and wanted.items() <= sample.labels.items()
+    )
 
 
 async def test_routed_request_is_counted_once_and_timed_per_phase():
@@ -92,6 +102,26 @@ async def test_rejection_is_immediate_and_ends_the_stream():
     assert out[1].immediate_response.status.code == 404
     assert json.loads(out[1].immediate_response.body)["error"]["code"] == "model_not_found"
     assert _count(registry, "rejected_4xx") == 1
+
+
+async def test_requests_are_counted_by_known_model_and_priority_class():
+    base = StaticConfigSource.of_models("espeak", version="v1").current()
+    assert base is not None
+    key = "sk-gold"
+    auth = AuthPolicy(
+        keys={hashlib.sha256(key.encode()).hexdigest(): "gold"},
+        classes={"gold": PriorityClass(level="high")},
+    )
+    service, registry = _service(source=StaticConfigSource(base.model_copy(update={"auth": auth})))
+    speech = ("POST", "/v1/audio/speech")
+    await _collect(service, _headers(*speech, key), _body({"model": "espeak", "input": "hi"}))
+    await _collect(service, _headers(*speech), _body({"model": "espeak", "input": "hi"}))
+    await _collect(service, _headers(*speech, key), _body({"model": "nope", "input": "hi"}))
+    assert _count(registry, "routed", model="espeak", **{"class": "gold"}) == 1
+    assert _count(registry, "routed", model="espeak", **{"class": "none"}) == 1  # anonymous
+    # The client's unknown model name never becomes a label value.
+    assert _count(registry, "rejected_4xx", model="unknown", **{"class": "gold"}) == 1
+    assert _count(registry, "rejected_4xx", model="nope") == 0
 
 
 class _Broken:

@@ -12,7 +12,7 @@ import torch
 from tests.fakes.gated_engine import GatedEngine
 from tts_backends.engines.base import SynthesisRequest
 from tts_backends.engines.batching import Session
-from tts_backends.engines.oom import oom_guard
+from tts_backends.engines.gpu_memory import oom_guard
 from tts_backends.engines.synthetic import FIRST_CHUNK_TOKENS, SyntheticEngine, SyntheticSession
 from tts_backends.errors import EngineOutOfMemoryError, OverloadedError
 from tts_backends.metrics import WorkerMetrics

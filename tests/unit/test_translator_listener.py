@@ -76,6 +76,7 @@ def test_json_access_log_has_article_fields_and_ours() -> None:
         "priority_class": "%REQ(X-TTS-CLASS)%",
         "cache": "%RESP(X-TTS-CACHE)%",
         "backend": "%RESP(X-TTS-BACKEND)%",
+        "trace_id": "%TRACE_ID%",
     }
 
 

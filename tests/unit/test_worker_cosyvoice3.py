@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,11 @@ import pytest
 import soundfile as sf
 
 from tests.fakes import fake_cosyvoice
-from tts_backends.engines.base import SynthesisRequest
+from tts_backends.engines.base import ClonedVoice, SynthesisRequest
 from tts_backends.engines.cosyvoice3 import CosyVoice3Engine, instruct_prompt, zero_shot_prompt
 from tts_backends.engines.text_split import split_text
-from tts_backends.errors import EngineLoadError, UnknownVoiceError
+from tts_backends.errors import EngineLoadError, SynthesisError, UnknownVoiceError
+from tts_backends.lifecycle import EngineLifecycle
 
 PREFIX = "You are a helpful assistant.<|endofprompt|>"
 
@@ -204,3 +206,138 @@ async def test_missing_cosyvoice_package_is_a_load_error(monkeypatch, tmp_path: 
     monkeypatch.setitem(sys.modules, "cosyvoice", None)
     with pytest.raises(EngineLoadError, match="CosyVoice package is not importable"):
         await CosyVoice3Engine(model_dir=tmp_path).load()
+
+
+# --- registry voices (req.cloned), warm-up, every mode ------------------------------
+
+
+def cloned(voice_id: str = "voice_0123456789ab", text: str = "Reference words.") -> ClonedVoice:
+    return ClonedVoice(id=voice_id, prompt_wav=clip(seconds=0.5), prompt_text=text)
+
+
+def registrations(fake) -> list[dict]:
+    return [kw for name, kw in fake.instances[-1].calls if name == "add_zero_shot_spk"]
+
+
+async def test_a_registry_voice_is_registered_once_then_used_by_id(engine, fake) -> None:
+    voice = cloned()
+    req = SynthesisRequest(text="First. Second.", voice=voice.id, cloned=voice)
+    await engine.synthesize(req)
+    await engine.synthesize(req)
+    added = [r for r in registrations(fake) if r["zero_shot_spk_id"] == voice.id]
+    assert added == [
+        {
+            "prompt_text": PREFIX + "Reference words.",
+            "prompt_wav": voice.prompt_wav,
+            "zero_shot_spk_id": voice.id,
+        }
+    ]
+    assert [kw["zero_shot_spk_id"] for _, kw in calls(fake)] == [voice.id, voice.id]
+    assert all(m == "inference_zero_shot" for m, _ in calls(fake))
+    assert voice.id in fake.instances[-1].frontend.spk2info
+    assert engine.registered_clones() == [voice.id]
+
+
+async def test_registered_clones_are_bounded_least_recently_used_first(fake, tmp_path) -> None:
+    engine = CosyVoice3Engine(model_dir=tmp_path, max_cloned_voices=2)
+    await engine.load()
+    a, b, c = (cloned(f"voice_00000000000{i}") for i in "abc")
+    for voice in (a, b, a, c):  # a is used again after b, so b is the oldest when c comes
+        await engine.synthesize(SynthesisRequest(text="Hi.", voice=voice.id, cloned=voice))
+    assert engine.registered_clones() == [a.id, c.id]
+    spk2info = fake.instances[-1].frontend.spk2info
+    assert set(spk2info) == {a.id, c.id}  # b's features were dropped from the model
+    await engine.synthesize(SynthesisRequest(text="Hi.", voice=b.id, cloned=b))
+    assert [r["zero_shot_spk_id"] for r in registrations(fake)] == [a.id, b.id, c.id, b.id]
+    assert engine.registered_clones() == [c.id, b.id]
+
+
+async def test_a_registry_voice_with_instructions_uses_instruct2_and_its_clip(engine, fake) -> None:
+    voice = cloned()
+    await engine.synthesize(
+        SynthesisRequest(
+            text="慢一点说。",
+            voice=voice.id,
+            cloned=voice,
+            instructions="请用四川话表达。",
+            speed=0.7,
+        )
+    )
+    [(method, kw)] = calls(fake)
+    assert method == "inference_instruct2"
+    assert kw["instruct_text"] == "You are a helpful assistant. 请用四川话表达。<|endofprompt|>"
+    assert kw["prompt_wav"] == voice.prompt_wav
+    assert (kw["zero_shot_spk_id"], kw["speed"], kw["stream"]) == ("", 0.7, False)
+    assert registrations(fake)[2:] == []  # nothing registered for instruct mode
+
+
+async def test_the_requests_own_clip_beats_a_registry_voice(engine, fake) -> None:
+    voice, own = cloned(), clip(seconds=0.25)
+    req = SynthesisRequest(
+        text="Mine.", voice=voice.id, cloned=voice, prompt_wav=own, prompt_text="own words"
+    )
+    await engine.synthesize(req)
+    [(method, kw)] = calls(fake)
+    assert method == "inference_zero_shot" and kw["prompt_wav"] == own
+    assert kw["prompt_text"] == PREFIX + "own words" and kw["zero_shot_spk_id"] == ""
+    assert engine.registered_clones() == []
+
+
+async def test_cross_lingual_keeps_speed_and_splits_with_the_prefix(fake, tmp_path) -> None:
+    engine = CosyVoice3Engine(model_dir=tmp_path, max_piece_chars=25)
+    await engine.load()
+    wav = clip()
+    await engine.synthesize(
+        SynthesisRequest(
+            text="Bonjour tout le monde. Comment allez-vous?", voice="x", prompt_wav=wav, speed=1.25
+        )
+    )
+    sent = calls(fake)
+    assert [m for m, _ in sent] == ["inference_cross_lingual"] * 2
+    assert [kw["tts_text"] for _, kw in sent] == [
+        PREFIX + "Bonjour tout le monde.",
+        PREFIX + "Comment allez-vous?",
+    ]
+    assert all(kw["speed"] == 1.25 and kw["stream"] is False for _, kw in sent)
+
+
+async def test_split_markup_reaches_the_model_whole(fake, tmp_path, voices_dir) -> None:
+    engine = CosyVoice3Engine(model_dir=tmp_path, voices_dir=voices_dir, max_piece_chars=30)
+    await engine.load()
+    word = "[M][AY0][N][UW1][T]"
+    text = "高管也通过电话对报道[j][ǐ]予好评，" + " ".join([word] * 6) + " 好[h][ào]。"
+    await engine.synthesize(SynthesisRequest(text=text, voice="lin"))
+    pieces = [kw["tts_text"] for _, kw in calls(fake)]
+    assert len(pieces) > 2
+    for piece in pieces:
+        # Every bracket in a piece closes in it: no markup unit was cut in two.
+        assert piece.count("[") == piece.count("]")
+        for unit in re.findall(r"\[[^\]]*\]", piece):
+            assert unit in text
+    joined = "".join(pieces)
+    assert joined.count(word) == 6 and "[j][ǐ]" in joined and "[h][ào]" in joined
+
+
+async def test_warm_up_without_voices_runs_the_model_on_a_generated_clip(fake, tmp_path) -> None:
+    engine = CosyVoice3Engine(model_dir=tmp_path)
+    lifecycle = EngineLifecycle(engine)
+    await lifecycle.start()
+    assert lifecycle.ready and lifecycle.error is None
+    [(method, kw)] = calls(fake)
+    assert method == "inference_cross_lingual"
+    info = sf.info(io.BytesIO(kw["prompt_wav"]))
+    assert info.samplerate >= 16_000 and 0 < info.duration <= 30
+
+
+async def test_warm_up_with_voices_speaks_with_the_first(engine, fake) -> None:
+    await engine.warm_up()
+    [(method, kw)] = calls(fake)
+    assert method == "inference_zero_shot" and kw["zero_shot_spk_id"] == "amy"
+
+
+async def test_a_refused_registration_is_a_synthesis_error(engine, fake, monkeypatch) -> None:
+    monkeypatch.setattr(fake.instances[-1], "add_zero_shot_spk", lambda *a: False)
+    voice = cloned()
+    with pytest.raises(SynthesisError, match="refused"):
+        await engine.synthesize(SynthesisRequest(text="Hi.", voice=voice.id, cloned=voice))
+    assert engine.registered_clones() == []

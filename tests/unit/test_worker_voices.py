@@ -59,3 +59,16 @@ async def test_espeak_aliases_land_on_english_voices() -> None:
     assert set(aliases) == set(OPENAI_VOICES)
     assert aliases["alloy"] == "en-us"
     assert all(v.startswith("en") and v in ids for v in aliases.values())
+
+
+async def test_espeak_refuses_a_registered_voice_naming_voice() -> None:
+    from tts_backends.engines.base import ClonedVoice, SynthesisRequest
+    from tts_backends.errors import BadRequestError
+
+    engine = EspeakEngine()
+    await engine.load()
+    cloned = ClonedVoice(id="voice_0123456789ab", prompt_wav=b"RIFF", prompt_text="hi")
+    with pytest.raises(BadRequestError) as info:
+        await engine.synthesize(SynthesisRequest(text="Hi.", voice="en-us", cloned=cloned))
+    assert info.value.status == 400 and info.value.param == "voice"
+    assert "voice_0123456789ab" in info.value.message

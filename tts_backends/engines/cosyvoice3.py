@@ -5,9 +5,12 @@ Modes, chosen per request:
     instructions                 -> inference_instruct2 (prompt_audio, else the voice's clip)
     prompt_audio + prompt_text   -> inference_zero_shot (clone with a transcript)
     prompt_audio only            -> inference_cross_lingual
-    a registered voice           -> inference_zero_shot with zero_shot_spk_id
+    a voices-dir or registry voice -> inference_zero_shot with zero_shot_spk_id
 Voices come from `--voices-dir`: `<voice>.wav` + `<voice>.txt` (its transcript) pairs,
-registered at load with `add_zero_shot_spk`.
+registered at load with `add_zero_shot_spk`. Registry voices (`req.cloned`, from
+POST /v1/voices) are registered on first use and kept, least recently used first out, up
+to `max_cloned_voices`, so their speaker features are extracted once per worker.
+A CUDA out-of-memory fails only its request (503; see gpu_memory.py).
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 
 from ..audio import validate_prompt_audio
 from ..errors import (
@@ -27,15 +32,21 @@ from ..errors import (
     EngineLoadError,
     EngineNotReadyError,
     InvalidPromptAudioError,
+    SynthesisError,
     UnknownVoiceError,
 )
-from .base import SynthesisRequest, Voice, cycle_aliases
+from .base import ClonedVoice, SynthesisRequest, Voice, cycle_aliases
+from .gpu_memory import oom_guard
 from .text_split import MAX_PIECE_CHARS, split_text
 
 log = logging.getLogger(__name__)
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 END_OF_PROMPT = "<|endofprompt|>"
+MAX_CLONED_VOICES = 64
+WARMUP_TEXT = "Warm up."
+
+Call = tuple[str, tuple[Any, ...], dict[str, Any]]
 
 
 def zero_shot_prompt(transcript: str) -> str:
@@ -90,6 +101,7 @@ class CosyVoice3Engine:
         voices_dir: Path | str | None = None,
         *,
         max_piece_chars: int = MAX_PIECE_CHARS,
+        max_cloned_voices: int = MAX_CLONED_VOICES,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.voices_dir = Path(voices_dir) if voices_dir is not None else None
@@ -98,6 +110,9 @@ class CosyVoice3Engine:
         self.ready = False
         self._model: Any = None
         self._refs: dict[str, ReferenceVoice] = {}
+        # Registry voice ids registered with the model, least recently used first.
+        self._cloned: OrderedDict[str, None] = OrderedDict()
+        self.max_cloned_voices = max_cloned_voices
         # One model call at a time: upstream's model keeps per-call state that is not
         # safe to share across threads. Scheduling is a later layer's job.
         self._busy: asyncio.Lock | None = None
@@ -134,14 +149,35 @@ class CosyVoice3Engine:
     def openai_aliases(self) -> dict[str, str]:
         return cycle_aliases(sorted(self._refs))
 
+    def registered_clones(self) -> list[str]:
+        """Registry voice ids whose speaker features the model holds, oldest use first."""
+        return list(self._cloned)
+
     async def synthesize(self, req: SynthesisRequest) -> np.ndarray:
         if self._model is None or self._busy is None:
             raise EngineNotReadyError("cosyvoice3 engine is not loaded.")
         calls = self.plan(req)
+        cloned = req.cloned
+        uses_clone = cloned is not None and calls[0][2]["zero_shot_spk_id"] == cloned.id
+        register = cloned if uses_clone else None
         async with self._busy:
-            return await asyncio.to_thread(self._run_calls, calls)
+            return await asyncio.to_thread(self._run, register, calls)
 
-    def plan(self, req: SynthesisRequest) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+    async def warm_up(self) -> None:
+        """One full pass through the model, with or without voices, before /ready says so.
+
+        Without voices the clip is a generated tone: the speaker it yields is meaningless,
+        but every stage (tokenizer, LLM, flow, vocoder) and its CUDA kernels are exercised.
+        """
+        if self._refs:
+            voice = sorted(self._refs)[0]
+            await self.synthesize(SynthesisRequest(text=WARMUP_TEXT, voice=voice))
+            return
+        await self.synthesize(
+            SynthesisRequest(text=WARMUP_TEXT, voice="warmup", prompt_wav=warmup_clip())
+        )
+
+    def plan(self, req: SynthesisRequest) -> list[Call]:
         """The model calls for a request: (method, args, kwargs), one per text piece."""
         # speed != 1.0 needs non-streaming inference, and a worker answers whole files.
         common = {"stream": False, "speed": req.speed}
@@ -149,14 +185,20 @@ class CosyVoice3Engine:
         if not pieces:
             raise BadRequestError("input has no speakable text.", param="input")
         ref = self._refs.get(req.voice)
+        cloned = req.cloned
+        # The request's own clip wins over a named voice, as it does for voices-dir voices.
         wav = req.prompt_wav
 
         def prompt() -> Any:
             # A fresh file object per call: each call reads it to the end.
-            return io.BytesIO(wav) if wav is not None else str(ref.wav_path if ref else "")
+            if wav is not None:
+                return io.BytesIO(wav)
+            if cloned is not None:
+                return io.BytesIO(cloned.prompt_wav)
+            return str(ref.wav_path if ref else "")
 
         if req.instructions:
-            if wav is None and ref is None:
+            if wav is None and ref is None and cloned is None:
                 raise UnknownVoiceError(
                     f"instructions need a registered voice or prompt_audio; {req.voice!r} is "
                     "not a registered voice."
@@ -184,14 +226,44 @@ class CosyVoice3Engine:
                 )
                 for p in pieces
             ]
-        if ref is None:
+        spk_id = cloned.id if cloned is not None else ref.id if ref is not None else None
+        if spk_id is None:
             raise UnknownVoiceError(f"Unknown cosyvoice3 voice {req.voice!r}.")
         return [
-            ("inference_zero_shot", (p, "", ""), {"zero_shot_spk_id": ref.id, **common})
+            ("inference_zero_shot", (p, "", ""), {"zero_shot_spk_id": spk_id, **common})
             for p in pieces
         ]
 
-    def _run_calls(self, calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> np.ndarray:
+    def _run(self, register: ClonedVoice | None, calls: list[Call]) -> np.ndarray:
+        # In the worker thread, under the engine lock: the LRU and the model are ours alone.
+        with oom_guard(self.name):
+            if register is not None:
+                self._register_clone(register)
+            return self._run_calls(calls)
+
+    def _register_clone(self, voice: ClonedVoice) -> None:
+        if voice.id in self._cloned:
+            self._cloned.move_to_end(voice.id)
+            return
+        prompt_text = zero_shot_prompt(voice.prompt_text)
+        ok = self._model.add_zero_shot_spk(prompt_text, io.BytesIO(voice.prompt_wav), voice.id)
+        if ok is False:
+            raise SynthesisError(f"CosyVoice3 refused registered voice {voice.id!r}.")
+        self._cloned[voice.id] = None
+        while len(self._cloned) > self.max_cloned_voices:
+            old, _ = self._cloned.popitem(last=False)
+            self._forget_speaker(old)
+
+    def _forget_speaker(self, spk_id: str) -> None:
+        # Upstream has no removal call; its features live in frontend.spk2info.
+        if spk_id in self._refs:
+            return
+        frontend = getattr(self._model, "frontend", None)
+        spk2info = getattr(frontend, "spk2info", None)
+        if isinstance(spk2info, dict):
+            spk2info.pop(spk_id, None)
+
+    def _run_calls(self, calls: list[Call]) -> np.ndarray:
         chunks: list[np.ndarray] = []
         for method, args, kwargs in calls:
             for out in getattr(self._model, method)(*args, **kwargs):
@@ -199,3 +271,12 @@ class CosyVoice3Engine:
         if not chunks:
             return np.zeros(0, dtype=np.float32)
         return np.clip(np.concatenate(chunks), -1.0, 1.0)
+
+
+def warmup_clip(rate: int = 16_000, seconds: float = 2.0) -> bytes:
+    """A quiet, gliding tone as WAV: a prompt for warming up a model with no voices."""
+    t = np.arange(int(rate * seconds)) / rate
+    samples = 0.2 * np.sin(2 * np.pi * (150 + 50 * t) * t)
+    buf = io.BytesIO()
+    sf.write(buf, samples.astype(np.float32), rate, format="WAV")
+    return buf.getvalue()

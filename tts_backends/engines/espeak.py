@@ -9,7 +9,13 @@ import struct
 
 import numpy as np
 
-from ..errors import EngineLoadError, EngineNotReadyError, SynthesisError, UnknownVoiceError
+from ..errors import (
+    BadRequestError,
+    EngineLoadError,
+    EngineNotReadyError,
+    SynthesisError,
+    UnknownVoiceError,
+)
 from .base import SynthesisRequest, Voice, cycle_aliases
 
 BASE_WPM = 175
@@ -99,6 +105,12 @@ class EspeakEngine:
         return dict(self._aliases)
 
     async def synthesize(self, req: SynthesisRequest) -> np.ndarray:
+        if req.cloned is not None:
+            raise BadRequestError(
+                f"espeak-ng cannot speak with the registered voice {req.cloned.id!r}: it does "
+                "not clone voices. Use a cosyvoice3 model for voices from POST /v1/voices.",
+                param="voice",
+            )
         if req.voice not in {v.id for v in self._voices}:
             raise UnknownVoiceError(f"Unknown espeak-ng voice {req.voice!r}.")
         wpm = min(MAX_WPM, max(MIN_WPM, round(BASE_WPM * req.speed)))

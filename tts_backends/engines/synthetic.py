@@ -28,7 +28,7 @@ import torch
 from ..errors import EngineNotReadyError, InvalidPromptAudioError, UnknownVoiceError
 from .base import SynthesisRequest, Voice, cycle_aliases
 from .batching import ChunkJob, Session
-from .oom import oom_guard
+from .gpu_memory import oom_guard
 from .synthetic_model import BOS, SAMPLE_RATE, SyntheticTTSModel, token_count
 
 log = logging.getLogger(__name__)

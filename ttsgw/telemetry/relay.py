@@ -1,0 +1,168 @@
+"""The span relay's decision: buffer spans per trace, keep or drop whole traces, bounded.
+
+Pure and clock-injected (no I/O), so every rule is testable without sockets; the HTTP side
+is ``relay_server.py``.
+
+A trace is decided ``grace_s`` after its root span (the one without a parent: Envoy's
+ingress span) arrives, or ``max_wait_s`` after its first span when no root comes. The
+grace lets the filter's and the workers' batches, which may trail Envoy's report, join
+the trace before the verdict. The verdict:
+
+- keep when any span is an error (an ``error`` tag, or a root answered with >= 400),
+- keep when the root took longer than ``slow_threshold_s``,
+- else keep when the trace id's hash is under ``ratio`` (``sampling.keeps``), else drop.
+
+A decided trace's id is remembered (bounded LRU), so a span arriving after the verdict
+follows it. When ``max_spans`` are buffered the oldest trace is decided early rather than
+letting memory grow; spans are never silently lost: every drop is counted by reason.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ttsgw.telemetry.sampling import keeps
+
+Span = dict[str, Any]
+
+
+class Verdict(enum.Enum):
+    KEPT_ERROR = "kept_error"
+    KEPT_SLOW = "kept_slow"
+    KEPT_RATIO = "kept_ratio"
+    DROPPED = "dropped"
+
+    @property
+    def kept(self) -> bool:
+        return self is not Verdict.DROPPED
+
+
+@dataclass
+class _Trace:
+    first_seen: float
+    spans: list[Span] = field(default_factory=list)
+    error: bool = False
+    root_duration_s: float | None = None
+    decide_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class SamplerPolicy:
+    ratio: float = 0.1
+    slow_threshold_s: float = 1.0
+    grace_s: float = 1.0
+    max_wait_s: float = 10.0
+    max_spans: int = 100_000
+    max_decided: int = 200_000
+
+
+@dataclass
+class Outcome:
+    """What one call produced: spans to forward and what happened to the rest."""
+
+    forward: list[Span] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str, n: int) -> None:
+        if n:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+
+def is_error(span: Span) -> bool:
+    tags = span.get("tags") or {}
+    if "error" in tags:
+        return True
+    status = str(tags.get("http.status_code", ""))
+    return "parentId" not in span and status.isdigit() and int(status) >= 400
+
+
+class TailSampler:
+    def __init__(self, policy: SamplerPolicy, clock: Callable[[], float]) -> None:
+        self.policy = policy
+        self._clock = clock
+        self._pending: OrderedDict[str, _Trace] = OrderedDict()
+        self._decided: OrderedDict[str, Verdict] = OrderedDict()
+        self._buffered = 0
+
+    @property
+    def buffered_spans(self) -> int:
+        return self._buffered
+
+    def add(self, spans: list[Span]) -> Outcome:
+        """Take one report's spans; spans of already-decided traces come straight back."""
+        out = Outcome()
+        now = self._clock()
+        for span in spans:
+            trace_id = span.get("traceId")
+            if not isinstance(trace_id, str) or not trace_id:
+                out.drop("malformed", 1)
+                continue
+            trace_id = trace_id.lower().rjust(32, "0")
+            verdict = self._decided.get(trace_id)
+            if verdict is not None:
+                if verdict.kept:
+                    out.forward.append(span)
+                else:
+                    out.drop("sampled_out", 1)
+                continue
+            trace = self._pending.get(trace_id)
+            if trace is None:
+                trace = _Trace(first_seen=now, decide_at=now + self.policy.max_wait_s)
+                self._pending[trace_id] = trace
+            trace.spans.append(span)
+            self._buffered += 1
+            trace.error = trace.error or is_error(span)
+            if "parentId" not in span:
+                trace.root_duration_s = float(span.get("duration", 0)) / 1e6
+                trace.decide_at = min(trace.decide_at, now + self.policy.grace_s)
+        while self._buffered > self.policy.max_spans and self._pending:
+            oldest = next(iter(self._pending))
+            self._decide(oldest, out)
+        return out
+
+    def flush_due(self) -> Outcome:
+        """Decide every trace whose time has come; call this periodically."""
+        out = Outcome()
+        now = self._clock()
+        due = [tid for tid, trace in self._pending.items() if trace.decide_at <= now]
+        for trace_id in due:
+            self._decide(trace_id, out)
+        return out
+
+    def flush_all(self) -> Outcome:
+        """Decide everything now (shutdown)."""
+        out = Outcome()
+        for trace_id in list(self._pending):
+            self._decide(trace_id, out)
+        return out
+
+    def verdict(self, trace_id: str) -> Verdict:
+        trace = self._pending[trace_id]
+        if trace.error:
+            return Verdict.KEPT_ERROR
+        if (
+            trace.root_duration_s is not None
+            and trace.root_duration_s > self.policy.slow_threshold_s
+        ):
+            return Verdict.KEPT_SLOW
+        if keeps(trace_id, self.policy.ratio):
+            return Verdict.KEPT_RATIO
+        return Verdict.DROPPED
+
+    def _decide(self, trace_id: str, out: Outcome) -> None:
+        verdict = self.verdict(trace_id)
+        trace = self._pending.pop(trace_id)
+        self._buffered -= len(trace.spans)
+        out.verdicts.append(verdict)
+        if verdict.kept:
+            out.forward.extend(trace.spans)
+        else:
+            out.drop("sampled_out", len(trace.spans))
+        self._decided[trace_id] = verdict
+        while len(self._decided) > self.policy.max_decided:
+            self._decided.popitem(last=False)
