@@ -1,0 +1,98 @@
+"""Priority under overload: high-priority latency while low-priority load runs at twice capacity.
+
+One real synthetic worker. Steps, all in one run:
+1. idle: the median latency of sequential high-priority requests on an idle worker;
+2. capacity: the completion rate of low-priority requests with a full batch (closed loop);
+3. overload: low-priority arrivals at twice that rate (open loop) for `--seconds`, while a
+   probe sends one request after another, first marked high, then unmarked (default, so
+   without priority), for half the time each. Low requests beyond capacity are shed (429).
+Target (issue 4): high-priority median latency under overload <= 1.5x its idle value.
+
+    .venv/bin/python -m benchmarks.priority [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+
+import httpx
+
+from benchmarks._harness import run_main
+from benchmarks._worker import Outcome, closed_loop, speak, synthetic_worker
+
+SHORT = "A short, urgent request from a paying customer."  # ~4 s of audio
+
+
+async def probe(url: str, priority: str | None, seconds: float) -> list[Outcome]:
+    out: list[Outcome] = []
+    deadline = time.perf_counter() + seconds
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        while time.perf_counter() < deadline:
+            out.append(await speak(client, SHORT, priority))
+            await asyncio.sleep(0.05)
+    return out
+
+
+async def flood(url: str, rate: float, stop: asyncio.Event, results: list[Outcome]) -> None:
+    """Open-loop low-priority arrivals at `rate` per second until `stop`."""
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one() -> None:
+            try:
+                results.append(await speak(client, priority="low"))
+            except httpx.HTTPError:
+                results.append(Outcome(0, 0, 0, 0))
+
+        while not stop.is_set():
+            task = asyncio.create_task(one())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            await asyncio.sleep(1 / rate)
+        await asyncio.gather(*tasks)
+
+
+def median_s(outcomes: list[Outcome]) -> float:
+    return statistics.median(o.latency_s for o in outcomes if o.status == 200)
+
+
+async def main(seconds: float) -> int:
+    async with synthetic_worker("priority", max_batch_size=16, queue_timeout_low_s=5) as url:
+        await probe(url, "high", 2)  # warm-up
+        idle = median_s(await probe(url, "high", 6))
+        capacity_run = await closed_loop(url, 16, 8)
+        capacity = sum(o.status == 200 for o in capacity_run) / 8
+        stop, lows = asyncio.Event(), list[Outcome]()
+        flooding = asyncio.create_task(flood(url, 2 * capacity, stop, lows))
+        await asyncio.sleep(3)  # let the queue fill
+        high = await probe(url, "high", seconds / 2)
+        unmarked = await probe(url, None, seconds / 2)
+        stop.set()
+        await flooding
+    shed = sum(o.status == 429 for o in lows)
+    print(f"capacity (low, batch 16):        {capacity:.2f} req/s; flood at {2 * capacity:.2f}")
+    print(f"idle high median:                {idle * 1000:.0f} ms")
+    print(
+        f"overload high median:            {median_s(high) * 1000:.0f} ms "
+        f"({median_s(high) / idle:.2f}x idle, n={len(high)})"
+    )
+    print(
+        f"overload unmarked (default):     {median_s(unmarked) * 1000:.0f} ms "
+        f"({median_s(unmarked) / idle:.2f}x idle, n={len(unmarked)})"
+    )
+    print(
+        f"low requests: {len(lows)} sent, {shed} shed with 429 "
+        f"({100 * shed / max(1, len(lows)):.0f}%), "
+        f"{sum(o.status == 200 for o in lows)} served"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=20.0, help="overload probe time")
+    raise SystemExit(run_main(main(p.parse_args().seconds)))
