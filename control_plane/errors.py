@@ -7,7 +7,8 @@ ControlPlaneError
 ├── PreconditionFailedError  412  If-Match names a revision that is no longer the head
 ├── InconsistentSnapshotError     the translator produced resources that reference
 │                                 missing ones; a bug, never pushed
-└── StoreError               503  the revision store cannot be read or written
+├── StoreError               503  the revision store cannot be read or written
+└── QueueStatusUnavailableError 503  no queue poller runs, so no queue view exists
 """
 
 from __future__ import annotations
@@ -51,3 +52,8 @@ class InconsistentSnapshotError(ControlPlaneError):
 class StoreError(ControlPlaneError):
     status = 503
     code = "store_unavailable"
+
+
+class QueueStatusUnavailableError(ControlPlaneError):
+    status = 503
+    code = "queue_status_unavailable"

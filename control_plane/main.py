@@ -19,6 +19,7 @@ from control_plane.metrics.prometheus import PrometheusMetricsSource
 from control_plane.metrics.receiver import EnvoyMetricsSource, MetricsReceiver
 from control_plane.metrics.source import MetricsSource
 from control_plane.metrics.window import FleetWindow
+from control_plane.queue_status import HttpQueueFetcher, QueuePoller
 from control_plane.rollouts import install_rollouts
 from control_plane.service import ControlPlane
 from control_plane.settings import ControlPlaneSettings
@@ -88,17 +89,24 @@ async def serve(settings: ControlPlaneSettings, stop: asyncio.Event) -> None:
         from gateway.cache.redis_store import RedisCacheStore
 
         cache_store = RedisCacheStore(settings.redis_url, op_timeout_s=5.0, connect_timeout_s=1.0)
+    queue_poller = QueuePoller(
+        lambda: control_plane.head.state,
+        HttpQueueFetcher(timeout_s=settings.queue_poll_timeout_s),
+        interval_s=settings.queue_poll_interval_s,
+    )
     app = create_app(
         control_plane,
         admin_token=settings.resolve_admin_token(),
         registry=registry,
         cache_store=cache_store,
         metrics_source=metrics_source,
+        queue_poller=queue_poller,
     )
     # Rollouts resume where they were: their state is in the same SQLite file.
     rollouts = install_rollouts(app, control_plane, metrics_source, settings.db_path)
     registry.register(control_plane_collector(control_plane, rollouts))
     await rollouts.start()
+    await queue_poller.start()
     config = uvicorn.Config(
         app,
         host=settings.admin_host,
@@ -126,6 +134,7 @@ async def serve(settings: ControlPlaneSettings, stop: asyncio.Event) -> None:
     await web_task
     stop_task.cancel()
     await rollouts.aclose()
+    await queue_poller.aclose()
     await xds.stop(grace=1.0)
     if cache_store is not None:
         await cache_store.aclose()

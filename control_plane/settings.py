@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from control_plane.domain import DesiredState, Endpoint, default_state
@@ -32,6 +32,10 @@ class ControlPlaneSettings(BaseSettings):
     # Must match the Envoys' bootstrap (`ttsgw envoy-bootstrap --stats-flush-interval`); a node
     # silent for several intervals is reported as stale.
     stats_flush_interval_s: float = 2.0
+    # How often every worker's /v1/queue is polled for GET /api/v1/queue, and how long one
+    # poll may take before that worker is reported unreachable.
+    queue_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    queue_poll_timeout_s: float = Field(default=0.5, gt=0, le=30)
 
     # What the translator bakes into Envoy's config.
     listener_port: int = 10000

@@ -6,7 +6,9 @@
     │   ├── UnauthorizedError        401  API keys are required and this one is missing/unknown
     │   ├── ModelNotFoundError       404  the model is not in the current gateway config
     │   ├── PayloadTooLargeError     413  input or prompt_audio over the configured limit
-    │   └── RateLimitedError         429  the key's priority class is over its rate limit
+    │   ├── RateLimitedError         429  the key's priority class is over its rate limit
+    │   └── QueueStatusUnavailableError 503  GET /v1/queue while the control plane's queue
+    │                                view cannot be fetched (the only non-4xx rejection)
     ├── ConfigSourceError            the control plane's gateway-config cannot be fetched or
     │                                parsed; the config source keeps its last good copy
     └── StartupError                 the filter cannot start (port taken, unreadable token
@@ -63,6 +65,12 @@ class RateLimitedError(RequestRejected):
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class QueueStatusUnavailableError(RequestRejected):
+    status = 503
+    type = "server_error"
+    code = "queue_status_unavailable"
 
 
 class ConfigSourceError(GatewayError):

@@ -18,6 +18,7 @@ from gateway.config_client import HttpConfigSource
 from gateway.errors import StartupError
 from gateway.ext_proc.server import create_server
 from gateway.metrics_server import MetricsServer
+from gateway.queue_client import HttpQueueStatusSource
 from gateway.settings import GatewaySettings
 from ttsgw.telemetry.emitter import Telemetry, setup_tracing
 from ttsgw.telemetry.settings import TracingSettings
@@ -76,9 +77,18 @@ async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:
     )
     store = _cache_store(settings, registry)
     telemetry = _telemetry(settings, registry)
+    queue_source = HttpQueueStatusSource(
+        settings.control_plane_url,
+        admin_token=settings.resolved_admin_token(),
+        ttl_s=settings.queue_cache_ttl_s,
+        timeout_s=settings.queue_fetch_timeout_s,
+    )
     try:
-        server, port = create_server(settings, config_source, registry, store, telemetry)
+        server, port = create_server(
+            settings, config_source, registry, store, telemetry, queue_source=queue_source
+        )
     except StartupError:
+        await queue_source.aclose()
         await config_source.aclose()
         if store is not None:
             await store.aclose()
@@ -101,6 +111,7 @@ async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:
     finally:
         await server.stop(grace=2.0)
         await config_source.aclose()
+        await queue_source.aclose()
         await metrics_server.aclose()
         if store is not None:
             await store.aclose()

@@ -39,6 +39,10 @@ class GatewaySettings(BaseSettings):
     # Where the filter's spans go (Zipkin v2 JSON, normally the span relay); None: no spans.
     # The sampling knobs are TTSGW_TRACING_* (ttsgw.telemetry.settings), shared with the relay.
     zipkin_url: str | None = None
+    # GET /v1/queue: how long one copy of the control plane's queue view is served, and
+    # how long fetching it may take (it must fit in Envoy's 500 ms message timeout).
+    queue_cache_ttl_s: float = Field(default=1.0, gt=0, le=60)
+    queue_fetch_timeout_s: float = Field(default=0.3, gt=0, le=0.45)
 
     def resolved_admin_token(self) -> str | None:
         """The token file wins over the inline token, so a rotated file is picked up on restart."""

@@ -8,10 +8,11 @@ from fastapi import Depends, FastAPI, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
-from control_plane.api import cache, priority, resources, stats
+from control_plane.api import cache, priority, queue, resources, stats
 from control_plane.api.deps import ControlPlaneDep, require_token
 from control_plane.api.errors import install_error_handlers
 from control_plane.metrics.source import MetricsSource
+from control_plane.queue_status import QueuePoller
 from control_plane.service import ControlPlane
 from gateway.cache.base import CacheStore
 
@@ -25,6 +26,7 @@ def create_app(
     registry: CollectorRegistry,
     cache_store: CacheStore | None = None,
     metrics_source: MetricsSource | None = None,
+    queue_poller: QueuePoller | None = None,
 ) -> FastAPI:
     auth = [Depends(require_token)]
     app = FastAPI(
@@ -38,6 +40,7 @@ def create_app(
     app.state.admin_token = admin_token
     app.state.cache_store = cache_store
     app.state.metrics_source = metrics_source
+    app.state.queue_poller = queue_poller
     install_error_handlers(app)
 
     revision_gauge = Gauge(
@@ -53,6 +56,7 @@ def create_app(
         cache.router,
         priority.router,
         stats.router,
+        queue.router,
     )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX, dependencies=auth)

@@ -16,6 +16,8 @@ SPEECH_PATH = "/v1/audio/speech"
 VOICES_PATH = "/v1/audio/voices"
 # The voice registry: POST/GET /v1/voices, GET/DELETE /v1/voices/{id}.
 VOICE_REGISTRY_PATH = "/v1/voices"
+# How busy each model is; the filter answers it itself (queue_view.py).
+QUEUE_PATH = "/v1/queue"
 
 
 class Endpoint(enum.Enum):
@@ -24,6 +26,7 @@ class Endpoint(enum.Enum):
     SPEECH = "speech"
     VOICES = "voices"
     VOICE_REGISTRY = "voice_registry"
+    QUEUE = "queue"
     OTHER = "other"
 
 
@@ -98,6 +101,8 @@ def classify(method: str, path: str) -> Endpoint:
         return Endpoint.SPEECH
     if path == VOICES_PATH and method == "GET":
         return Endpoint.VOICES
+    if path == QUEUE_PATH and method == "GET":
+        return Endpoint.QUEUE
     if path == VOICE_REGISTRY_PATH or path.startswith(VOICE_REGISTRY_PATH + "/"):
         return Endpoint.VOICE_REGISTRY
     return Endpoint.OTHER

@@ -24,6 +24,7 @@ from gateway.ext_proc.headers import (
     reserved_headers,
 )
 from gateway.ext_proc.modes import CACHE_MODE, PASSTHROUGH_MODE
+from gateway.ext_proc.queue_view import QueueView
 from gateway.ext_proc.responses import continue_request_headers
 from gateway.ext_proc.routing import require_known_model
 
@@ -31,8 +32,15 @@ from gateway.ext_proc.routing import require_known_model
 class RequestHeadersProcessor:
     may_wait = False
 
-    def __init__(self, config_source: GatewayConfigSource, *, caching: bool = False) -> None:
+    def __init__(
+        self,
+        config_source: GatewayConfigSource,
+        *,
+        caching: bool = False,
+        queue_view: QueueView | None = None,
+    ) -> None:
         self._config_source = config_source
+        self._queue_view = queue_view
         self._admission = Admission()
         # With a cache the filter must ask for the response headers now: Envoy ignores a
         # mode override sent with the body's answer (see modes.py).
@@ -85,6 +93,9 @@ class RequestHeadersProcessor:
             )
         if ctx.endpoint is Endpoint.VOICES:
             return self._route_voices(ctx, strip, stamped)
+        if ctx.endpoint is Endpoint.QUEUE and self._queue_view is not None:
+            # Answered here: no route sends a GET without a model anywhere but the 404.
+            return await self._queue_view.respond(ctx)
         if ctx.endpoint is Endpoint.VOICE_REGISTRY:
             return self._route_voice_registry(ctx, strip, stamped)
         ctx.decide(Outcome.PASSTHROUGH)

@@ -13,11 +13,13 @@ from gateway.config_client import GatewayConfigSource
 from gateway.errors import StartupError
 from gateway.ext_proc.metrics import CacheMetrics, FilterMetrics
 from gateway.ext_proc.processor import PassthroughProcessor, Processor
+from gateway.ext_proc.queue_view import QueueView
 from gateway.ext_proc.request_body import RequestBodyProcessor
 from gateway.ext_proc.request_headers import RequestHeadersProcessor
 from gateway.ext_proc.response_cache import ResponseCache
 from gateway.ext_proc.response_phases import ResponseBodyProcessor, ResponseHeadersProcessor
 from gateway.ext_proc.stream import ExtProcService
+from gateway.queue_client import QueueStatusSource
 from gateway.settings import GatewaySettings
 from ttsgw.telemetry.emitter import Telemetry
 
@@ -27,7 +29,9 @@ _SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
 
 
 def build_processors(
-    config_source: GatewayConfigSource, cache: ResponseCache | None = None
+    config_source: GatewayConfigSource,
+    cache: ResponseCache | None = None,
+    queue_view: QueueView | None = None,
 ) -> dict[str, Processor]:
     """One processor per ext_proc phase, keyed by the ProcessingRequest oneof name."""
     if cache is None:
@@ -38,7 +42,9 @@ def build_processors(
         response_headers = ResponseHeadersProcessor(cache)
         response_body = ResponseBodyProcessor(cache)
     return {
-        "request_headers": RequestHeadersProcessor(config_source, caching=cache is not None),
+        "request_headers": RequestHeadersProcessor(
+            config_source, caching=cache is not None, queue_view=queue_view
+        ),
         "request_body": RequestBodyProcessor(config_source, cache),
         "response_headers": response_headers,
         "response_body": response_body,
@@ -61,18 +67,24 @@ def create_server(
     registry: CollectorRegistry | None = None,
     store: CacheStore | None = None,
     telemetry: Telemetry | None = None,
+    queue_source: QueueStatusSource | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """The server, not yet started, and the port it bound (settings.ext_proc_port, or any if 0).
 
     ``store`` None means no response cache: speech responses then never reach the filter.
-    ``telemetry`` None means no spans (see tracing.py).
+    ``telemetry`` None means no spans (see tracing.py). ``queue_source`` None means
+    GET /v1/queue is not answered by the filter (Envoy's 404).
     """
     registry = registry or CollectorRegistry()
     metrics = FilterMetrics(registry, config_source)
     cache = build_cache(settings, store, registry)
     server = grpc.aio.server(options=_SERVER_OPTIONS)
     add_ExternalProcessorServicer_to_server(
-        ExtProcService(build_processors(config_source, cache), metrics, telemetry=telemetry),
+        ExtProcService(
+            build_processors(config_source, cache, _queue_view(queue_source)),
+            metrics,
+            telemetry=telemetry,
+        ),
         server,
     )
     address = f"{_host_for_grpc(settings.ext_proc_host)}:{settings.ext_proc_port}"
@@ -83,6 +95,10 @@ def create_server(
     if port == 0:
         raise StartupError(f"cannot listen on {address}: address in use or unavailable")
     return server, port
+
+
+def _queue_view(source: QueueStatusSource | None) -> QueueView | None:
+    return None if source is None else QueueView(source)
 
 
 def _host_for_grpc(host: str) -> str:
