@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ttsgw.telemetry import log_context
+
 from .engines.base import Engine
 from .errors import OverloadedError, WorkerError
 from .lifecycle import EngineLifecycle
@@ -37,6 +39,8 @@ def error_response(
 ) -> JSONResponse:
     """The one place an error becomes OpenAI's wire shape."""
     body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    # request_id and trace_id, when known: one id finds the access log, logs and trace.
+    body["error"].update(log_context.ids())
     return JSONResponse(body, status_code=status)
 
 
@@ -103,7 +107,13 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    app = FastAPI(title=f"ttsgw worker ({engine.name})", lifespan=lifespan)
+    # FastAPI traces on its own once a tracer provider exists; TracingMiddleware already
+    # makes the one server span per request, so FastAPI's duplicates are turned off.
+    app = FastAPI(
+        title=f"ttsgw worker ({engine.name})",
+        lifespan=lifespan,
+        telemetry={"tracing": False, "operation_spans": False, "logs": False, "metrics": False},
+    )
     app.state.engine = engine
     app.state.lifecycle = lifecycle
     app.state.metrics = metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 
 from pydantic import ValidationError
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 from .engines.base import Engine
 from .errors import StartupError
 from .settings import WorkerSettings
+from .tracing import LOG_FORMAT, TracingMiddleware, install_log_ids, setup_worker_tracing
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +62,9 @@ def run(argv: list[str] | None = None) -> int:
         field = ".".join(str(p) for p in err["loc"])
         print(f"ttsgw worker: invalid setting {field}: {err['msg']}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    install_log_ids()
+    telemetry = setup_worker_tracing(f"ttsgw-worker-{settings.kind}", settings.zipkin_url)
     try:
         from .server import create_server
 
@@ -68,12 +73,18 @@ def run(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         print(f"ttsgw worker: {exc.message}", file=sys.stderr)
         return 2
+    server.app.add_middleware(TracingMiddleware, telemetry=telemetry)
+    if telemetry is not None:
+        server.app.state.metrics.registry.register(telemetry.counts)
     where = f"{settings.kind} ({engine.name}) on {server.url}"
     print(f"ttsgw worker: serving {where}", file=sys.stderr)
     try:
         asyncio.run(server.serve())
     except KeyboardInterrupt:
         return 130
+    finally:
+        if telemetry is not None:
+            telemetry.shutdown()
     if server.load_error is not None:
         err_msg = getattr(server.load_error, "message", None) or repr(server.load_error)
         print(f"ttsgw worker: engine {engine.name} failed to load: {err_msg}", file=sys.stderr)

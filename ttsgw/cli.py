@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "revisions": ("ttsgw.ops.commands.revisions", "list, show, diff and restore revisions"),
     "fleet": ("ttsgw.ops.commands.fleet", "connected Envoys, their ACKs and NACKs"),
     "cache": ("ttsgw.ops.commands.cache", "response cache stats and purge"),
+    "queue": ("ttsgw.ops.commands.queue", "worker queues per model: depth, wait, in-flight"),
     "priority-classes": ("ttsgw.ops.commands.priority_classes", "API-key classes; add a key"),
     "rollout": ("ttsgw.ops.commands.rollout", "canary rollouts: start, status, pause, promote"),
 }

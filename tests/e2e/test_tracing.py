@@ -1,6 +1,6 @@
 """End to end: one request is one Zipkin trace across Envoy, the filter and the worker.
 
-Real Envoy, filter, relay and a synthetic worker with tracing wired (tests/e2e/traced_worker.py),
+Real Envoy, filter, relay and a synthetic worker with tracing on (as `ttsgw up` starts them),
 reporting through the span relay to a Zipkin-compatible receiver in this test.
 """
 
@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -41,28 +40,6 @@ FILTER_SPANS = {"ext_proc request_headers", "ext_proc request_body", "validate",
 WORKER_SPAN = "POST /v1/audio/speech"
 
 
-def traced_worker(stack: Stack) -> components.Component:
-    s = stack.settings
-    return components.Component(
-        "worker-cosyvoice3",
-        [
-            sys.executable,
-            "-m",
-            "tests.e2e.traced_worker",
-            "cosyvoice3",
-            "--port",
-            str(s.cosyvoice3_port),
-            "--engine",
-            "synthetic",
-        ],
-        f"http://127.0.0.1:{s.cosyvoice3_port}/ready",
-        env={
-            "TTSGW_WORKER_ZIPKIN_URL": s.relay_url,
-            "PYTHONPATH": str(REPO),
-        },
-    )
-
-
 @contextlib.asynccontextmanager
 async def traced_stack(state_dir: Path, zipkin_url: str, ratio: float) -> AsyncIterator[Stack]:
     """The stack `ttsgw up` starts with TTSGW_TRACING_ZIPKIN_URL set, the worker traced."""
@@ -84,7 +61,7 @@ async def traced_stack(state_dir: Path, zipkin_url: str, ratio: float) -> AsyncI
         await stack.start_redis()
         await stack.start_control_plane()
         await stack.start_ext_proc()
-        await stack._start("cosyvoice3", traced_worker(stack))
+        await stack._start("cosyvoice3", components.cosyvoice3_worker(stack.settings))
         await stack.start_envoy()
         await stack.wait_converged()
     except BaseException:

@@ -96,6 +96,9 @@ class AdminClient:
     def cache_purge(self, *, model: str | None = None) -> dict[str, Any]:
         return self._call("DELETE", "/cache", params={"model": model} if model else None)
 
+    def queue_status(self, *, model: str | None = None) -> dict[str, Any]:
+        return self._call("GET", "/queue", params={"model": model} if model else None)
+
     def list_priority_classes(self) -> dict[str, Any]:
         return self._call("GET", "/priority-classes")
 
