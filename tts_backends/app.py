@@ -92,6 +92,10 @@ def create_app(
     metrics = WorkerMetrics(engine.name)
     lifecycle = EngineLifecycle(engine, warmup=settings.warmup, on_failure=on_load_failure)
     scheduler = Scheduler(engine, settings.scheduler_policy(engine), metrics)
+    # Engines on CUDA report their memory; the gauge stays absent on CPU.
+    gpu_memory = getattr(engine, "gpu_memory", None)
+    if callable(gpu_memory) and getattr(engine, "on_gpu", False):
+        metrics.track_gpu_memory(gpu_memory)
     service = SpeechService(engine, settings, scheduler, lifecycle, metrics, voice_registry)
 
     @contextlib.asynccontextmanager

@@ -108,5 +108,14 @@ class WorkerMetrics:
 
             self.queue_depth.labels(self.engine, level).set_function(depth)
 
+    def track_gpu_memory(self, read: Callable[[], dict[str, int]]) -> None:
+        """CUDA memory by kind (allocated, reserved), read at scrape time."""
+        for kind in ("allocated", "reserved"):
+
+            def value(kind: str = kind) -> float:
+                return read().get(kind, 0)
+
+            self.gpu_memory_bytes.labels(self.engine, kind).set_function(value)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

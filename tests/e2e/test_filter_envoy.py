@@ -173,7 +173,14 @@ async def envoy_gw(tmp_path):
 
 
 def _count(registry, outcome):
-    return registry.get_sample_value("ttsgw_filter_requests_total", {"outcome": outcome}) or 0
+    """Requests with `outcome`, summed over the model and class labels."""
+    return sum(
+        sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == "ttsgw_filter_requests_total"
+        and sample.labels.get("outcome") == outcome
+    )
 
 
 async def test_body_model_picks_the_route(envoy_gw):

@@ -26,7 +26,6 @@ from ttsgw import components
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-REPO = Path(__file__).resolve().parents[2]
 SECRET = "tracing-secret-phrase"
 WORKER_STAGES = {
     "queue_wait",

@@ -51,3 +51,16 @@ async def test_real_cosyvoice3_speaks() -> None:
     assert out.dtype == np.float32
     assert 0.5 < out.size / engine.sample_rate < 15
     assert np.max(np.abs(out)) > 0.01
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+async def test_a_cuda_worker_reports_its_gpu_memory() -> None:
+    from tts_backends.app import create_app
+    from tts_backends.engines.synthetic import SyntheticEngine
+    from tts_backends.settings import WorkerSettings
+
+    engine = SyntheticEngine(device="cuda")
+    await engine.load()
+    app = create_app(engine, WorkerSettings(kind="cosyvoice3"))
+    text = app.state.metrics.render().decode()
+    assert 'tts_worker_gpu_memory_bytes{engine="synthetic",kind="allocated"}' in text

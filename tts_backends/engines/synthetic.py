@@ -128,6 +128,18 @@ class SyntheticEngine:
         return cycle_aliases([v.id for v in VOICES])
 
     @property
+    def on_gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+    def gpu_memory(self) -> dict[str, int]:
+        if not self.on_gpu:
+            return {}
+        return {
+            "allocated": torch.cuda.memory_allocated(self.device),
+            "reserved": torch.cuda.memory_reserved(self.device),
+        }
+
+    @property
     def model(self) -> SyntheticTTSModel:
         if self._model is None:
             raise EngineNotReadyError("synthetic engine is not loaded.")
