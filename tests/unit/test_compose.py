@@ -87,3 +87,46 @@ def test_cosyvoice3_worker_reserves_a_gpu_and_mounts_models(compose: dict[str, o
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
     assert any(v.split(":")[1] == "/models" for v in worker["volumes"])
+
+
+RELAY = "http://span-relay:9412/api/v2/spans"
+WORKERS = ("worker-espeak", "worker-cosyvoice3")
+
+
+def test_every_traced_component_reports_to_the_span_relay(compose: dict[str, object]) -> None:
+    services = compose["services"]
+    assert isinstance(services, dict)
+    relay = services["span-relay"]
+    assert relay["command"][0] == "span-relay" and "--host=0.0.0.0" in relay["command"]
+    assert "--port=9412" in relay["command"]
+    assert relay["environment"]["TTSGW_TRACING_ZIPKIN_URL"] == "http://zipkin:9411/api/v2/spans"
+    assert services["control-plane"]["environment"]["TTSGW_ZIPKIN_COLLECTOR"] == "span-relay:9412"
+    assert services["ext-proc"]["environment"]["TTSGW_ZIPKIN_URL"] == RELAY
+    for worker in WORKERS:
+        assert services[worker]["environment"]["TTSGW_WORKER_ZIPKIN_URL"] == RELAY, worker
+    assert "--zipkin-min-flush-spans=100" in " ".join(services["envoy"]["command"])
+    # The relay and every emitter must apply the same rule (docs/tracing.md).
+    traced = ("span-relay", "ext-proc", *WORKERS)
+    ratios = {services[name]["environment"]["TTSGW_TRACING_SAMPLE_RATIO"] for name in traced}
+    assert ratios == {"0.1"}
+    slow = {services[name]["environment"]["TTSGW_TRACING_SLOW_THRESHOLD_MS"] for name in traced}
+    assert len(slow) == 1
+
+
+def test_workers_share_a_persistent_redis_that_never_evicts_voices(
+    compose: dict[str, object],
+) -> None:
+    services = compose["services"]
+    assert isinstance(services, dict)
+    for worker in WORKERS:
+        env = services[worker]["environment"]
+        assert env["TTSGW_WORKER_REDIS_URL"] == "redis://redis:6379/0", worker
+    redis = services["redis"]
+    command = redis["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "volatile-lru"
+    assert "allkeys-lru" not in command
+    # Voices have no TTL and must survive a restart: snapshots to a named volume.
+    assert command[command.index("--save") + 1] not in ("", '""')
+    data_dir = command[command.index("--dir") + 1]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in redis["volumes"]}
+    assert mounts[data_dir] in compose["volumes"]  # type: ignore[operator]

@@ -150,3 +150,68 @@ def test_admin_and_xds_ports_are_closed_outside_the_namespace(
     assert open_to_all == {("ttsgw-envoy", 10000)}
     deployments = {d["metadata"]["name"] for d in built if d["kind"] == "Deployment"}
     assert guarded == deployments
+
+
+RELAY_URL = "http://ttsgw-span-relay:9412/api/v2/spans"
+WORKERS = ("ttsgw-worker-espeak", "ttsgw-worker-cosyvoice3")
+
+
+def _env(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "<from>") for e in container.get("env", [])}
+
+
+def test_every_traced_component_reports_to_the_span_relay(built: list[dict[str, Any]]) -> None:
+    relay = _containers(_get(built, "Deployment", "ttsgw-span-relay"))["span-relay"]
+    assert relay["args"][0] == "span-relay" and "--host=0.0.0.0" in relay["args"]
+    assert "TTSGW_TRACING_ZIPKIN_URL" in _env(relay)
+    service = _get(built, "Service", "ttsgw-span-relay")
+    assert [p["port"] for p in service["spec"]["ports"]] == [9412]
+    assert "--port=9412" in relay["args"]
+
+    cp = _containers(_get(built, "Deployment", "ttsgw-control-plane"))["control-plane"]
+    assert _env(cp)["TTSGW_ZIPKIN_COLLECTOR"] == "ttsgw-span-relay:9412"
+    envoy = _get(built, "Deployment", "ttsgw-envoy")
+    init = envoy["spec"]["template"]["spec"]["initContainers"][0]
+    assert "--zipkin-min-flush-spans=100" in init["args"]
+    emitters = {"gateway-filter": _env(_containers(envoy)["gateway-filter"])}
+    assert emitters["gateway-filter"]["TTSGW_ZIPKIN_URL"] == RELAY_URL
+    for worker in WORKERS:
+        env = _env(_containers(_get(built, "Deployment", worker))["worker"])
+        assert env["TTSGW_WORKER_ZIPKIN_URL"] == RELAY_URL, worker
+        emitters[worker] = env
+    # The relay and every emitter must apply the same rule (docs/tracing.md).
+    for knob in ("TTSGW_TRACING_SAMPLE_RATIO", "TTSGW_TRACING_SLOW_THRESHOLD_MS"):
+        values = {env[knob] for env in [*emitters.values(), _env(relay)]}
+        assert len(values) == 1, knob
+    assert _env(relay)["TTSGW_TRACING_SAMPLE_RATIO"] == "0.1"
+
+
+def test_span_relay_accepts_spans_only_from_the_namespace(built: list[dict[str, Any]]) -> None:
+    internal = _get(built, "NetworkPolicy", "ttsgw-internal")
+    assert "ttsgw-span-relay" in internal["spec"]["podSelector"]["matchExpressions"][0]["values"]
+    assert internal["spec"]["ingress"] == [{"from": [{"podSelector": {}}]}]
+    assert _get(built, "Service", "ttsgw-span-relay")["spec"].get("type", "ClusterIP") == (
+        "ClusterIP"
+    )
+
+
+def test_workers_share_a_persistent_redis_that_never_evicts_voices(
+    built: list[dict[str, Any]],
+) -> None:
+    for worker in WORKERS:
+        env = _env(_containers(_get(built, "Deployment", worker))["worker"])
+        assert env["TTSGW_WORKER_REDIS_URL"] == "redis://ttsgw-redis:6379/0", worker
+    redis = _get(built, "Deployment", "ttsgw-redis")
+    container = _containers(redis)["redis"]
+    args = container["args"]
+    assert args[args.index("--maxmemory-policy") + 1] == "volatile-lru"
+    assert args[args.index("--save") + 1] != ""
+    data_dir = args[args.index("--dir") + 1]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == data_dir)
+    volume = next(
+        v for v in redis["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]
+    )
+    claim = volume["persistentVolumeClaim"]["claimName"]
+    assert _get(built, "PersistentVolumeClaim", claim)
+    # A second pod on the same ReadWriteOnce volume would not start.
+    assert redis["spec"]["strategy"] == {"type": "Recreate"}

@@ -83,6 +83,40 @@ def test_root_with_4xx_or_5xx_is_an_error() -> None:
     assert s.flush_due().verdicts == [Verdict.KEPT_ERROR]
 
 
+# Tags seen on a request cut by its client (wrk stopping mid-flight), verbatim: the relay
+# used to keep every such trace as an error although nothing failed.
+CLIENT_WENT_AWAY = {"error": "true", "http.status_code": "0", "response_flags": "DC"}
+ROUTER_CUT = {"error": "true", "http.status_code": "0", "response_flags": "-"}
+WORKER_CUT = {"error": "http_499", "http.status_code": "499"}
+
+
+def test_client_disconnect_and_its_cascade_are_not_errors() -> None:
+    clock = Clock()
+    s = sampler(ratio=0.0, clock=clock)
+    # The worker's and the router's spans arrive before Envoy's root, as they do for real.
+    s.add([span(OUT_OF_RATIO, "w", "r", **WORKER_CUT), span(OUT_OF_RATIO, "r", "a", **ROUTER_CUT)])
+    s.add([span(OUT_OF_RATIO, "a", **CLIENT_WENT_AWAY)])
+    clock.now = 1
+    assert s.flush_due().verdicts == [Verdict.DROPPED]
+
+
+def test_client_disconnect_still_kept_when_slow_or_when_the_gateway_failed() -> None:
+    clock = Clock()
+    s = sampler(ratio=0.0, clock=clock)
+    gave_up = span(OUT_OF_RATIO, "a", **CLIENT_WENT_AWAY)
+    gave_up["duration"] = 30_000_000  # the client timed out on a slow request
+    s.add([gave_up])
+    # Flags beside DC (an upstream reset) or an answer already sent mean we failed too.
+    for trace_id, tags in (
+        ("3" * 32, {"response_flags": "DC,UR"}),
+        ("4" * 32, {"http.status_code": "503"}),
+    ):
+        s.add([span(trace_id, "u", **{**CLIENT_WENT_AWAY, **tags})])
+    clock.now = 1
+    verdicts = sorted(v.value for v in s.flush_due().verdicts)
+    assert verdicts == ["kept_error", "kept_error", "kept_slow"]
+
+
 def test_slow_root_is_kept_and_ordinary_one_dropped() -> None:
     clock = Clock()
     s = sampler(ratio=0.0, clock=clock)

@@ -8,7 +8,8 @@ ingress span) arrives, or ``max_wait_s`` after its first span when no root comes
 grace lets the filter's and the workers' batches, which may trail Envoy's report, join
 the trace before the verdict. The verdict:
 
-- keep when any span is an error (an ``error`` tag, or a root answered with >= 400),
+- keep when any span is an error (an ``error`` tag, or a root answered with >= 400), unless
+  the root says the client hung up before any response (``client_went_away``),
 - keep when the root took longer than ``slow_threshold_s``,
 - else keep when the trace id's hash is under ``ratio`` (``sampling.keeps``), else drop.
 
@@ -46,6 +47,7 @@ class _Trace:
     first_seen: float
     spans: list[Span] = field(default_factory=list)
     error: bool = False
+    client_went_away: bool = False
     root_duration_s: float | None = None
     decide_at: float = 0.0
 
@@ -79,6 +81,16 @@ def is_error(span: Span) -> bool:
         return True
     status = str(tags.get("http.status_code", ""))
     return "parentId" not in span and status.isdigit() and int(status) >= 400
+
+
+def client_went_away(root: Span) -> bool:
+    """Envoy's root span of a request whose client hung up before any response."""
+    # Status 0 with flag DC alone, e.g. every request in flight when a load generator
+    # stops. Envoy tags that root `error`, and the cut cascades: the router's span ends
+    # with status 0, the worker's with 499. Nothing failed on our side, so none of it is
+    # an error; a client that gave up because we were slow is still kept as slow.
+    tags = root.get("tags") or {}
+    return tags.get("response_flags") == "DC" and str(tags.get("http.status_code", "0")) == "0"
 
 
 class TailSampler:
@@ -119,6 +131,7 @@ class TailSampler:
             trace.error = trace.error or is_error(span)
             if "parentId" not in span:
                 trace.root_duration_s = float(span.get("duration", 0)) / 1e6
+                trace.client_went_away = client_went_away(span)
                 trace.decide_at = min(trace.decide_at, now + self.policy.grace_s)
         while self._buffered > self.policy.max_spans and self._pending:
             oldest = next(iter(self._pending))
@@ -143,7 +156,7 @@ class TailSampler:
 
     def verdict(self, trace_id: str) -> Verdict:
         trace = self._pending[trace_id]
-        if trace.error:
+        if trace.error and not trace.client_went_away:
             return Verdict.KEPT_ERROR
         if (
             trace.root_duration_s is not None
