@@ -18,10 +18,10 @@ from benchmarks._worker import closed_loop, synthetic_worker
 CONCURRENCY = (1, 4, 16, 32)
 
 
-async def main(seconds: float) -> int:
+async def main(seconds: float, device: str) -> int:
     async with (
-        synthetic_worker("batching-on", max_batch_size=32) as on,
-        synthetic_worker("batching-off", max_batch_size=1) as off,
+        synthetic_worker("batching-on", device=device, max_batch_size=32) as on,
+        synthetic_worker("batching-off", device=device, max_batch_size=1) as off,
     ):
         print(
             f"{'concurrency':>11} {'off audio-s/s':>14} {'on audio-s/s':>13} {'ratio':>6}"
@@ -48,4 +48,6 @@ async def main(seconds: float) -> int:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=8.0, help="measured time per cell")
-    raise SystemExit(run_main(main(p.parse_args().seconds)))
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="worker device")
+    args = p.parse_args()
+    raise SystemExit(run_main(main(args.seconds, args.device)))

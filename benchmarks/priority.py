@@ -60,8 +60,10 @@ def median_s(outcomes: list[Outcome]) -> float:
     return statistics.median(o.latency_s for o in outcomes if o.status == 200)
 
 
-async def main(seconds: float) -> int:
-    async with synthetic_worker("priority", max_batch_size=16, queue_timeout_low_s=5) as url:
+async def main(seconds: float, device: str) -> int:
+    async with synthetic_worker(
+        "priority", device=device, max_batch_size=16, queue_timeout_low_s=5
+    ) as url:
         await probe(url, "high", 2)  # warm-up
         idle = median_s(await probe(url, "high", 6))
         capacity_run = await closed_loop(url, 16, 8)
@@ -95,4 +97,6 @@ async def main(seconds: float) -> int:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=20.0, help="overload probe time")
-    raise SystemExit(run_main(main(p.parse_args().seconds)))
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="worker device")
+    args = p.parse_args()
+    raise SystemExit(run_main(main(args.seconds, args.device)))

@@ -17,8 +17,8 @@ from benchmarks._worker import closed_loop, synthetic_worker
 CONCURRENCY = (1, 4, 16)
 
 
-async def main(seconds: float) -> int:
-    async with synthetic_worker("streaming", max_batch_size=16) as url:
+async def main(seconds: float, device: str) -> int:
+    async with synthetic_worker("streaming", device=device, max_batch_size=16) as url:
         await closed_loop(url, 4, 2)  # warm-up
         print(
             f"{'concurrency':>11} {'n':>5} {'first p50 ms':>13} {'first p95 ms':>13} "
@@ -38,4 +38,6 @@ async def main(seconds: float) -> int:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=10.0, help="measured time per level")
-    raise SystemExit(run_main(main(p.parse_args().seconds)))
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="worker device")
+    args = p.parse_args()
+    raise SystemExit(run_main(main(args.seconds, args.device)))

@@ -40,7 +40,9 @@ def build_engine(settings: WorkerSettings) -> Engine:
     if name == "synthetic":
         from .engines.synthetic import SyntheticEngine
 
-        return SyntheticEngine(device=settings.device, seed=settings.seed)
+        return SyntheticEngine(
+            device=settings.device, seed=settings.seed, size=settings.synthetic_size
+        )
     from .engines.cosyvoice3 import CosyVoice3Engine
 
     if settings.model_dir is None:

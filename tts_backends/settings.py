@@ -30,8 +30,10 @@ class WorkerSettings(BaseSettings):
     port: int | None = Field(default=None, ge=0, le=65535)
     device: Literal["cpu", "cuda"] = "cpu"
     max_input_chars: int = Field(default=4096, ge=1)
-    # Seed of the synthetic engine's random weights.
+    # Seed of the synthetic engine's random weights, and its size ("0.5b": CosyVoice3's
+    # LM parameter count, for GPU sizing runs).
     seed: int = 0
+    synthetic_size: Literal["small", "0.5b"] = "small"
     warmup: bool = True
     # Pause between the pieces of a streamed response: 0 sends them as soon as they are
     # made; tests set it to make streaming through the gateway visible in time.

@@ -96,3 +96,9 @@ async def test_unknown_voice_is_rejected(engine: SyntheticEngine) -> None:
 
     with pytest.raises(UnknownVoiceError):
         await engine.synthesize(req(voice="en-us"))
+
+
+def test_sizes_are_named_and_checked() -> None:
+    assert SyntheticEngine(size="0.5b").size == "0.5b"
+    with pytest.raises(ValueError, match="unknown synthetic size"):
+        SyntheticEngine(size="7b")

@@ -29,7 +29,7 @@ from ..errors import EngineNotReadyError, InvalidPromptAudioError, UnknownVoiceE
 from .base import SynthesisRequest, Voice, cycle_aliases
 from .batching import ChunkJob, Session
 from .gpu_memory import oom_guard
-from .synthetic_model import BOS, SAMPLE_RATE, SyntheticTTSModel, token_count
+from .synthetic_model import BOS, SAMPLE_RATE, SIZES, SyntheticTTSModel, token_count
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +97,15 @@ class SyntheticEngine:
     name = "synthetic"
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, device: str = "cpu", seed: int = 0) -> None:
+    def __init__(self, device: str = "cpu", seed: int = 0, size: str = "small") -> None:
         if device == "cuda" and not torch.cuda.is_available():
             log.warning("CUDA requested but not available; the synthetic engine runs on CPU")
             device = "cpu"
         self.device = torch.device(device)
         self.seed = seed
+        if size not in SIZES:
+            raise ValueError(f"unknown synthetic size {size!r}; known: {', '.join(SIZES)}")
+        self.size = size
         self.ready = False
         self._model: SyntheticTTSModel | None = None
         self._speakers = {v.id: i for i, v in enumerate(VOICES)}
@@ -118,7 +121,8 @@ class SyntheticEngine:
     def _build(self) -> SyntheticTTSModel:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            model = SyntheticTTSModel(n_speakers=len(VOICES))
+            dim, hidden = SIZES[self.size]
+            model = SyntheticTTSModel(n_speakers=len(VOICES), dim=dim, hidden=hidden)
         return model.eval().to(self.device)
 
     def voices(self) -> list[Voice]:

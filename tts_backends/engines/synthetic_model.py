@@ -30,6 +30,12 @@ SECONDS_PER_CHAR = 0.08
 SPEAKER_BINS = 64
 
 
+# (text/token dim, LM hidden size). "small" keeps CPU tests quick; "0.5b" gives the LM
+# CosyVoice3's parameter count (~0.5 B: GRU cell 3 x (2048 x 10240 + 10240^2) plus a
+# 10240 x 6561 head), for GPU runs that need its real memory traffic per token.
+SIZES: dict[str, tuple[int, int]] = {"small": (128, 512), "0.5b": (1024, 10240)}
+
+
 def token_count(n_chars: int, speed: float) -> int:
     """Speech tokens for a text: ~0.08 s of audio per character, divided by `speed`."""
     # Rounded first so float noise (7 * 0.08 * 25 = 14.000000000000002) adds no token.
