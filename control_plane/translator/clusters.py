@@ -86,25 +86,9 @@ def load_assignment(name: str, backend: domain.BackendSpec) -> ClusterLoadAssign
 
 
 def ext_proc_cluster(options: TranslatorOptions) -> Cluster:
-    host, port = options.ext_proc_host, options.ext_proc_port
-    cluster = Cluster(
-        name=EXT_PROC_CLUSTER,
-        connect_timeout=duration(EXT_PROC_CONNECT_TIMEOUT_S),
-        lb_policy=Cluster.ROUND_ROBIN,
-        load_assignment=ClusterLoadAssignment(
-            cluster_name=EXT_PROC_CLUSTER,
-            endpoints=[
-                LocalityLbEndpoints(
-                    lb_endpoints=[LbEndpoint(endpoint=Endpoint(address=socket_address(host, port)))]
-                )
-            ],
-        ),
+    cluster = _single_host_cluster(
+        EXT_PROC_CLUSTER, options.ext_proc_host, options.ext_proc_port, EXT_PROC_CONNECT_TIMEOUT_S
     )
-    if is_ip_literal(host):
-        cluster.type = Cluster.STATIC
-    else:
-        cluster.type = Cluster.STRICT_DNS
-        cluster.dns_lookup_family = Cluster.V4_PREFERRED
     # gRPC needs HTTP/2 upstream; Envoy's default for a cluster is HTTP/1.1.
     cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(
         packed(
@@ -120,13 +104,17 @@ def ext_proc_cluster(options: TranslatorOptions) -> Cluster:
 
 def zipkin_cluster(options: TracingOptions) -> Cluster:
     """The span relay (or any Zipkin v2 collector) Envoy's tracer posts its spans to."""
-    host, port = options.collector_host, options.collector_port
+    return _single_host_cluster(ZIPKIN_CLUSTER, options.collector_host, options.collector_port, 1.0)
+
+
+def _single_host_cluster(name: str, host: str, port: int, connect_timeout_s: float) -> Cluster:
+    """A cluster of one address: STATIC for an IP literal, else resolved by DNS."""
     cluster = Cluster(
-        name=ZIPKIN_CLUSTER,
-        connect_timeout=duration(1.0),
+        name=name,
+        connect_timeout=duration(connect_timeout_s),
         lb_policy=Cluster.ROUND_ROBIN,
         load_assignment=ClusterLoadAssignment(
-            cluster_name=ZIPKIN_CLUSTER,
+            cluster_name=name,
             endpoints=[
                 LocalityLbEndpoints(
                     lb_endpoints=[LbEndpoint(endpoint=Endpoint(address=socket_address(host, port)))]

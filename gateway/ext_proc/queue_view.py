@@ -20,15 +20,13 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 )
 from envoy.type.v3.http_status_pb2 import HttpStatus
 
-from gateway.errors import ModelNotFoundError
 from gateway.ext_proc.context import RequestContext
 from gateway.ext_proc.headers import set_header
+from gateway.ext_proc.routing import unknown_model
 from gateway.openai_errors import CONTENT_TYPE
 from gateway.queue_client import QueueStatusSource
 
 LEVELS = ("high", "default", "low")
-# Past this many the 404 points at /v1/models instead of listing them all.
-_LIST_AT_MOST = 20
 
 
 def public_model(entry: dict[str, Any]) -> dict[str, Any]:
@@ -52,14 +50,7 @@ def public_view(aggregate: dict[str, Any], model: str | None = None) -> dict[str
     """The body of GET /v1/queue; raises ModelNotFoundError for a model that is not configured."""
     models: dict[str, Any] = aggregate.get("models") or {}
     if model is not None and model not in models:
-        known = sorted(models)
-        if not known:
-            hint = "No models are configured."
-        elif len(known) <= _LIST_AT_MOST:
-            hint = "Known models: " + ", ".join(known) + "."
-        else:
-            hint = "See GET /v1/models for the list."
-        raise ModelNotFoundError(f"The model '{model}' does not exist. {hint}", param="model")
+        raise unknown_model(model, sorted(models))
     names = sorted(models) if model is None else [model]
     return {
         "object": "queue",

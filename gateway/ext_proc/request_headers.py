@@ -103,18 +103,21 @@ class RequestHeadersProcessor:
             strip, clear_route_cache=clear, mode_override=PASSTHROUGH_MODE
         )
 
+    @staticmethod
+    def _fail_open(ctx: RequestContext, strip: HeaderMutation | None) -> ProcessingResponse:
+        # Until the first config arrives: see RequestBodyProcessor for why this fails open.
+        ctx.decide(Outcome.PASSTHROUGH)
+        return continue_request_headers(
+            strip, clear_route_cache=strip is not None, mode_override=PASSTHROUGH_MODE
+        )
+
     def _route_voices(
         self, ctx: RequestContext, strip: HeaderMutation | None, stamped: dict[str, str]
     ) -> ProcessingResponse:
         config = self._config_source.current()
         if config is None:
-            # Fail open until the first config: see RequestBodyProcessor for why.
-            ctx.decide(Outcome.PASSTHROUGH)
-            return continue_request_headers(
-                strip, clear_route_cache=strip is not None, mode_override=PASSTHROUGH_MODE
-            )
-        models = parse_qs(ctx.query).get("model", [])
-        name = models[-1].strip() if models else ""
+            return self._fail_open(ctx, strip)
+        name = _query_model(ctx)
         if not name:
             raise InvalidRequestError(
                 "Query parameter 'model' is required: GET /v1/audio/voices?model=<model>.",
@@ -134,12 +137,8 @@ class RequestHeadersProcessor:
         """/v1/voices goes to ``?model=`` or the config's voice model, body unread, uncached."""
         config = self._config_source.current()
         if config is None:
-            ctx.decide(Outcome.PASSTHROUGH)
-            return continue_request_headers(
-                strip, clear_route_cache=strip is not None, mode_override=PASSTHROUGH_MODE
-            )
-        models = parse_qs(ctx.query).get("model", [])
-        name = models[-1].strip() if models else ""
+            return self._fail_open(ctx, strip)
+        name = _query_model(ctx)
         default = config.voices.default_model
         if name:
             ctx.model = require_known_model(config, name)
@@ -170,3 +169,9 @@ def _cloning_hint(default_model: str | None) -> str:
     if default_model is None:
         return "no configured model can."
     return f"use ?model={default_model} or leave model out."
+
+
+def _query_model(ctx: RequestContext) -> str:
+    """The last ``?model=`` of the request, stripped; "" when absent."""
+    models = parse_qs(ctx.query).get("model", [])
+    return models[-1].strip() if models else ""
