@@ -7,8 +7,6 @@ a set share of requests; the admin API's stats endpoints must show that traffic.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,11 +17,10 @@ import pytest_asyncio
 
 from control_plane.metrics.prometheus import PrometheusMetricsSource
 from tests.e2e.controllable import ControllableBackend, start_and_register
-from tests.e2e.stack import Stack, free_port
+from tests.e2e.stack import Stack
+from tests.prometheus_server import running_prometheus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
-
-PROMETHEUS = shutil.which("prometheus")
 
 
 async def _speak(stack: Stack, model: str, count: int, tag: str) -> list[int]:
@@ -65,31 +62,16 @@ async def flaky(stack: Stack) -> ControllableBackend:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def prometheus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    if PROMETHEUS is None:
-        pytest.skip("Debian's prometheus package is not installed (apt-get install prometheus)")
     work = Path(tmp_path_factory.mktemp("prometheus"))
     envoy_admin = stack.envoy_admin_ports["ttsgw-envoy-1"]
-    (work / "prometheus.yml").write_text(
+    config = (
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
         "  - job_name: envoy\n"
         "    metrics_path: /stats/prometheus\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{envoy_admin}']}}]\n"
     )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (work / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={work / 'prometheus.yml'}",
-            f"--storage.tsdb.path={work / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with running_prometheus(work, config) as url:
         async with httpx.AsyncClient(base_url=url, timeout=2) as client:
 
             async def scraped() -> bool:
@@ -102,10 +84,6 @@ async def prometheus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> 
 
             await _until(scraped, timeout=30)
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 async def test_backend_and_model_stats_from_the_metrics_service_sink(

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,13 +19,13 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from tests.e2e.stack import TOKEN, Stack, free_port
+from tests.e2e.stack import TOKEN, Stack
+from tests.prometheus_server import running_prometheus
 from tests.unit.test_deploy_grafana import dashboard
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 ROOT = Path(__file__).resolve().parents[2]
-PROMETHEUS = shutil.which("prometheus")
 # Grafana's macros, filled in the way Grafana would for a 1 s scrape interval.
 MACROS = {"$__rate_interval": "1m", "$__range": "5m", "$__interval": "1s"}
 
@@ -76,34 +74,11 @@ async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float =
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def prometheus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    if PROMETHEUS is None:
-        pytest.skip("Debian's prometheus package is not installed (apt-get install prometheus)")
     work = Path(tmp_path_factory.mktemp("prometheus"))
     token = work / "admin-token"
     token.write_text(TOKEN)
-    (work / "prometheus.yml").write_text(yaml.safe_dump(scrape_config(stack, token)))
-    port = free_port()
-    log_path = work / "prometheus.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={work / 'prometheus.yml'}",
-                f"--storage.tsdb.path={work / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with running_prometheus(work, yaml.safe_dump(scrape_config(stack, token))) as url:
+        yield url
 
 
 class PromClient:
