@@ -123,13 +123,7 @@ class RequestHeadersProcessor:
                 "Query parameter 'model' is required: GET /v1/audio/voices?model=<model>.",
                 param="model",
             )
-        ctx.model = require_known_model(config, name)
-        ctx.decide(Outcome.ROUTED)
-        return continue_request_headers(
-            mutation(set_headers={**stamped, MODEL_HEADER: ctx.model}, remove=ctx.stripped_headers),
-            clear_route_cache=True,
-            mode_override=PASSTHROUGH_MODE,
-        )
+        return _route_unread(ctx, require_known_model(config, name), stamped)
 
     def _route_voice_registry(
         self, ctx: RequestContext, strip: HeaderMutation | None, stamped: dict[str, str]
@@ -155,14 +149,20 @@ class RequestHeadersProcessor:
                 "only. Name one with ?model=<model>.",
                 param="model",
             )
-        ctx.decide(Outcome.ROUTED)
-        # PASSTHROUGH_MODE: Envoy streams the body (a clip of up to 30 s) to the worker
-        # without buffering it for the filter, and no response phase (no cache) follows.
-        return continue_request_headers(
-            mutation(set_headers={**stamped, MODEL_HEADER: ctx.model}, remove=ctx.stripped_headers),
-            clear_route_cache=True,
-            mode_override=PASSTHROUGH_MODE,
-        )
+        return _route_unread(ctx, ctx.model, stamped)
+
+
+def _route_unread(ctx: RequestContext, model: str, stamped: dict[str, str]) -> ProcessingResponse:
+    """Route to `model` with the body unread: Envoy streams it (a voice clip can be 30 s)
+    to the worker without buffering it for the filter, and no response phase (no cache)
+    follows."""
+    ctx.model = model
+    ctx.decide(Outcome.ROUTED)
+    return continue_request_headers(
+        mutation(set_headers={**stamped, MODEL_HEADER: model}, remove=ctx.stripped_headers),
+        clear_route_cache=True,
+        mode_override=PASSTHROUGH_MODE,
+    )
 
 
 def _cloning_hint(default_model: str | None) -> str:
