@@ -124,29 +124,29 @@ def ext_proc(options: TranslatorOptions) -> ExternalProcessor:
 
 
 def tracing(options: TracingOptions) -> hcm_pb2.HttpConnectionManager.Tracing:
-    """Zipkin v2 JSON to the span relay, 128-bit trace ids, B3 headers to the upstreams.
+    """Zipkin v2 protobuf to the span relay, 128-bit trace ids, B3 headers to the upstreams.
 
-    Client and server spans are separate (``shared_span_context`` off), so each hop has
+    Protobuf, not JSON: Envoy prints Zipkin JSON through protobuf's JSON printer, which
+    cost more CPU than the rest of the request's tracing (docs/decisions.md); Zipkin and
+    the relay accept both. Client and server spans are separate (``shared_span_context`` off), so each hop has
     its own span id and the parent links in Zipkin are exact. ``spawn_upstream_span``
     gives the router's hop to the worker a span of its own.
     """
-    import os as _os  # EXPERIMENT
-    _x = _os.environ.get("TTSGW_EXP", "")
     zipkin = ZipkinConfig(
         collector_cluster=ZIPKIN_CLUSTER,
         collector_endpoint=options.collector_endpoint,
-        collector_endpoint_version=ZipkinConfig.HTTP_PROTO if "proto" in _x else ZipkinConfig.HTTP_JSON,
+        collector_endpoint_version=ZipkinConfig.HTTP_PROTO,
         trace_id_128bit=True,
         shared_span_context=BoolValue(value=False),
     )
-    percent = Percent(value=0.0 if "nosample" in _x else options.sampling_percent)
+    percent = Percent(value=options.sampling_percent)
     return hcm_pb2.HttpConnectionManager.Tracing(
         provider=HttpTracer.Http(name=ZIPKIN_TRACER, typed_config=packed(zipkin)),
         random_sampling=percent,
         client_sampling=Percent(value=100.0),
         overall_sampling=Percent(value=100.0),
-        spawn_upstream_span=BoolValue(value="nospawn" not in _x),
-        custom_tags=[] if "notags" in _x else [
+        spawn_upstream_span=BoolValue(value=True),
+        custom_tags=[
             CustomTag(tag=tag, request_header=CustomTag.Header(name=header))
             for tag, header in SPAN_TAGS_FROM_HEADERS.items()
         ],

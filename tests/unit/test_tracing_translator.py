@@ -1,4 +1,4 @@
-"""Envoy's Zipkin tracer from the control plane: off by default, 128-bit HTTP_JSON when set."""
+"""Envoy's Zipkin tracer from the control plane: off by default, 128-bit HTTP_PROTO when set."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_zipkin_tracer_reports_every_request_to_the_relay() -> None:
     assert tracing.provider.typed_config.Unpack(zipkin)
     assert zipkin.collector_cluster == "ttsgw_zipkin"
     assert zipkin.collector_endpoint == "/api/v2/spans"
-    assert zipkin.collector_endpoint_version == ZipkinConfig.HTTP_JSON
+    assert zipkin.collector_endpoint_version == ZipkinConfig.HTTP_PROTO
     assert zipkin.trace_id_128bit is True
     assert zipkin.shared_span_context.value is False
     assert {t.tag for t in tracing.custom_tags} >= {"request_id", "tts.model"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -341,3 +342,35 @@ async def test_a_refused_registration_is_a_synthesis_error(engine, fake, monkeyp
     with pytest.raises(SynthesisError, match="refused"):
         await engine.synthesize(SynthesisRequest(text="Hi.", voice=voice.id, cloned=voice))
     assert engine.registered_clones() == []
+
+
+async def test_stream_hands_over_each_piece_as_the_model_makes_it(engine, fake) -> None:
+    text = "This is a sentence of moderate length that goes on for a while. " * 8
+    pieces = [p async for p in engine.stream(SynthesisRequest(text=text, voice="amy"))]
+    sent = [kw["tts_text"] for _, kw in calls(fake)]
+    assert [p.size for p in pieces] == [len(t) * fake_cosyvoice.SAMPLES_PER_CHAR for t in sent]
+
+
+async def test_a_consumer_that_leaves_stops_the_model_before_the_next_piece(engine, fake) -> None:
+    text = "This is a sentence of moderate length that goes on for a while. " * 8
+    model = fake.instances[-1]
+    original = model.inference_zero_shot
+    started = []
+
+    def slow_first_piece(*args, **kwargs):
+        # The first call lingers after its output, as a real model finishing up would;
+        # meanwhile the client leaves, so the second call must never start.
+        started.append(1)
+        yield from original(*args, **kwargs)
+        if len(started) == 1:
+            time.sleep(0.3)
+
+    model.inference_zero_shot = slow_first_piece
+    stream = engine.stream(SynthesisRequest(text=text, voice="amy"))
+    first = await anext(stream)
+    await stream.aclose()  # the client went away after the first piece
+    assert first.size > 0
+    assert len(started) == 1
+    # The engine is free again at once.
+    again = await engine.synthesize(SynthesisRequest(text="Short.", voice="amy"))
+    assert again.size == len("Short.") * fake_cosyvoice.SAMPLES_PER_CHAR

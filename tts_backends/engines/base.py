@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -73,6 +74,13 @@ class Engine(Protocol):
         ...
 
     async def synthesize(self, req: SynthesisRequest) -> np.ndarray: ...
+
+
+@runtime_checkable
+class StreamingEngine(Engine, Protocol):
+    """A whole-request engine that can hand over audio piece by piece as it is made."""
+
+    def stream(self, req: SynthesisRequest) -> AsyncIterator[np.ndarray]: ...
 
 
 def cycle_aliases(voice_ids: list[str]) -> dict[str, str]:

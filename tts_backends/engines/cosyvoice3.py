@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import threading
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,14 +156,40 @@ class CosyVoice3Engine:
         return list(self._cloned)
 
     async def synthesize(self, req: SynthesisRequest) -> np.ndarray:
+        chunks = [chunk async for chunk in self.stream(req)]
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+    async def stream(self, req: SynthesisRequest) -> AsyncIterator[np.ndarray]:
+        """The audio of each model output as soon as it exists: one or more per text piece.
+
+        The model runs in a thread; its outputs cross to the event loop through a queue.
+        If the consumer goes away, the thread stops before the next model call.
+        """
         if self._model is None or self._busy is None:
             raise EngineNotReadyError("cosyvoice3 engine is not loaded.")
         calls = self.plan(req)
         cloned = req.cloned
         uses_clone = cloned is not None and calls[0][2]["zero_shot_spk_id"] == cloned.id
         register = cloned if uses_clone else None
+        loop = asyncio.get_running_loop()
+        outputs: asyncio.Queue[np.ndarray | BaseException | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(item: np.ndarray | BaseException | None) -> None:
+            loop.call_soon_threadsafe(outputs.put_nowait, item)
+
         async with self._busy:
-            return await asyncio.to_thread(self._run, register, calls)
+            worker = asyncio.create_task(asyncio.to_thread(self._run, register, calls, emit, stop))
+            try:
+                while (item := await outputs.get()) is not None:
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+            finally:
+                stop.set()
+                # The model call in progress cannot be interrupted; wait it out, so the
+                # next request never finds the model busy.
+                await asyncio.wait({worker})
 
     async def warm_up(self) -> None:
         """One full pass through the model, with or without voices, before /ready says so.
@@ -234,12 +262,27 @@ class CosyVoice3Engine:
             for p in pieces
         ]
 
-    def _run(self, register: ClonedVoice | None, calls: list[Call]) -> np.ndarray:
+    def _run(
+        self,
+        register: ClonedVoice | None,
+        calls: list[Call],
+        emit: Callable[[np.ndarray | BaseException | None], None],
+        stop: threading.Event,
+    ) -> None:
         # In the worker thread, under the engine lock: the LRU and the model are ours alone.
-        with oom_guard(self.name):
-            if register is not None:
-                self._register_clone(register)
-            return self._run_calls(calls)
+        try:
+            with oom_guard(self.name):
+                if register is not None:
+                    self._register_clone(register)
+                for method, args, kwargs in calls:
+                    if stop.is_set():
+                        break
+                    for out in getattr(self._model, method)(*args, **kwargs):
+                        emit(np.clip(_to_numpy(out["tts_speech"]), -1.0, 1.0))
+        except Exception as exc:
+            emit(exc)
+            return
+        emit(None)
 
     def _register_clone(self, voice: ClonedVoice) -> None:
         if voice.id in self._cloned:
@@ -262,15 +305,6 @@ class CosyVoice3Engine:
         spk2info = getattr(frontend, "spk2info", None)
         if isinstance(spk2info, dict):
             spk2info.pop(spk_id, None)
-
-    def _run_calls(self, calls: list[Call]) -> np.ndarray:
-        chunks: list[np.ndarray] = []
-        for method, args, kwargs in calls:
-            for out in getattr(self._model, method)(*args, **kwargs):
-                chunks.append(_to_numpy(out["tts_speech"]))
-        if not chunks:
-            return np.zeros(0, dtype=np.float32)
-        return np.clip(np.concatenate(chunks), -1.0, 1.0)
 
 
 def warmup_clip(rate: int = 16_000, seconds: float = 2.0) -> bytes:

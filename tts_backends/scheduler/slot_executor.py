@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from ..engines.base import Engine
+from ..engines.base import Engine, StreamingEngine
 from .spans import now_ns, record_stage
 from .ticket import Ticket
 
@@ -49,7 +49,12 @@ class SlotExecutor:
         s = self.scheduler
         start = now_ns()
         try:
-            samples = await self.engine.synthesize(ticket.request)
+            if isinstance(self.engine, StreamingEngine):
+                # Each piece goes to the client as soon as the model has made it.
+                async for samples in self.engine.stream(ticket.request):
+                    ticket.emit(samples, s.clock())
+            else:
+                ticket.emit(await self.engine.synthesize(ticket.request), s.clock())
         except asyncio.CancelledError:
             s.release(ticket)
             raise
@@ -57,7 +62,6 @@ class SlotExecutor:
             s.fail(ticket, exc)
             return
         record_stage(ticket, "synthesize", start, now_ns(), engine=self.engine.name)
-        ticket.emit(samples, s.clock())
         s.complete(ticket, self.engine.sample_rate)
 
     def cancel(self, ticket: Ticket) -> None:

@@ -21,14 +21,19 @@ letting memory grow; spans are never silently lost: every drop is counted by rea
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ttsgw.telemetry.sampling import keeps
 
-Span = dict[str, Any]
+# A Zipkin v2 span as reported: a JSON object (dict), or a ``zipkin.proto3.Span`` message
+# (zipkin_proto.py) that stays a message unless its trace is kept.
+Span = Any
+# What a verdict needs of one span: (trace id as 32 hex digits, is root, is error, root
+# duration in seconds, root says the client went away); None for a malformed span.
+Digest = tuple[str, bool, bool, float, bool]
 
 
 class Verdict(enum.Enum):
@@ -42,14 +47,14 @@ class Verdict(enum.Enum):
         return self is not Verdict.DROPPED
 
 
-@dataclass
 class _Trace:
-    first_seen: float
-    spans: list[Span] = field(default_factory=list)
-    error: bool = False
-    client_went_away: bool = False
-    root_duration_s: float | None = None
-    decide_at: float = 0.0
+    __slots__ = ("client_went_away", "error", "root_duration_s", "spans")
+
+    def __init__(self) -> None:
+        self.spans: list[Span] = []
+        self.error = False
+        self.client_went_away = False
+        self.root_duration_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,19 @@ class Outcome:
         if n:
             self.dropped[reason] = self.dropped.get(reason, 0) + n
 
+    def verdict_counts(self) -> Counter[Verdict]:
+        return Counter(self.verdicts)
+
+
+def digest_json(span: dict[str, Any]) -> Digest | None:
+    trace_id = span.get("traceId")
+    if not isinstance(trace_id, str) or not trace_id:
+        return None
+    root = "parentId" not in span
+    duration_s = float(span.get("duration", 0)) / 1e6 if root else 0.0
+    went_away = root and client_went_away(span)
+    return trace_id.lower().rjust(32, "0"), root, is_error(span), duration_s, went_away
+
 
 def is_error(span: Span) -> bool:
     tags = span.get("tags") or {}
@@ -94,10 +112,18 @@ def client_went_away(root: Span) -> bool:
 
 
 class TailSampler:
+    """Per-trace buffers and verdicts; O(1) per span and per decision, whatever the load."""
+
     def __init__(self, policy: SamplerPolicy, clock: Callable[[], float]) -> None:
         self.policy = policy
         self._clock = clock
-        self._pending: OrderedDict[str, _Trace] = OrderedDict()
+        self._pending: dict[str, _Trace] = {}
+        # When to decide, in the order deadlines were set: both queues are sorted by
+        # construction (the clock is monotonic and each queue adds a constant), so
+        # flush_due only looks at their heads. An entry whose trace was decided by the
+        # other queue is skipped when it comes up.
+        self._after_root: deque[tuple[float, str]] = deque()
+        self._after_first: deque[tuple[float, str]] = deque()
         self._decided: OrderedDict[str, Verdict] = OrderedDict()
         self._buffered = 0
 
@@ -105,46 +131,52 @@ class TailSampler:
     def buffered_spans(self) -> int:
         return self._buffered
 
-    def add(self, spans: list[Span]) -> Outcome:
+    def add(
+        self, spans: Iterable[Span], digest: Callable[[Any], Digest | None] = digest_json
+    ) -> Outcome:
         """Take one report's spans; spans of already-decided traces come straight back."""
         out = Outcome()
         now = self._clock()
+        pending, decided = self._pending, self._decided
         for span in spans:
-            trace_id = span.get("traceId")
-            if not isinstance(trace_id, str) or not trace_id:
+            d = digest(span)
+            if d is None:
                 out.drop("malformed", 1)
                 continue
-            trace_id = trace_id.lower().rjust(32, "0")
-            verdict = self._decided.get(trace_id)
+            trace_id, root, error, duration_s, went_away = d
+            verdict = decided.get(trace_id)
             if verdict is not None:
                 if verdict.kept:
                     out.forward.append(span)
                 else:
                     out.drop("sampled_out", 1)
                 continue
-            trace = self._pending.get(trace_id)
+            trace = pending.get(trace_id)
             if trace is None:
-                trace = _Trace(first_seen=now, decide_at=now + self.policy.max_wait_s)
-                self._pending[trace_id] = trace
+                trace = pending[trace_id] = _Trace()
+                self._after_first.append((now + self.policy.max_wait_s, trace_id))
             trace.spans.append(span)
             self._buffered += 1
-            trace.error = trace.error or is_error(span)
-            if "parentId" not in span:
-                trace.root_duration_s = float(span.get("duration", 0)) / 1e6
-                trace.client_went_away = client_went_away(span)
-                trace.decide_at = min(trace.decide_at, now + self.policy.grace_s)
-        while self._buffered > self.policy.max_spans and self._pending:
-            oldest = next(iter(self._pending))
-            self._decide(oldest, out)
+            if error:
+                trace.error = True
+            if root:
+                if trace.root_duration_s is None:
+                    self._after_root.append((now + self.policy.grace_s, trace_id))
+                trace.root_duration_s = duration_s
+                trace.client_went_away = went_away
+        while self._buffered > self.policy.max_spans and pending:
+            self._decide(next(iter(pending)), out)
         return out
 
     def flush_due(self) -> Outcome:
         """Decide every trace whose time has come; call this periodically."""
         out = Outcome()
         now = self._clock()
-        due = [tid for tid, trace in self._pending.items() if trace.decide_at <= now]
-        for trace_id in due:
-            self._decide(trace_id, out)
+        for queue in (self._after_root, self._after_first):
+            while queue and queue[0][0] <= now:
+                trace_id = queue.popleft()[1]
+                if trace_id in self._pending:
+                    self._decide(trace_id, out)
         return out
 
     def flush_all(self) -> Outcome:
@@ -152,6 +184,8 @@ class TailSampler:
         out = Outcome()
         for trace_id in list(self._pending):
             self._decide(trace_id, out)
+        self._after_root.clear()
+        self._after_first.clear()
         return out
 
     def verdict(self, trace_id: str) -> Verdict:

@@ -1,10 +1,11 @@
 """The span relay's HTTP side: Zipkin v2 JSON in (``POST /api/v2/spans``), kept traces out.
 
-Every emitter reports here: Envoy's Zipkin tracer, the filter's and the workers' OTel
-exporters. Answering is cheap and never waits for the real collector: spans go into the
-``TailSampler``; a background task decides due traces and forwards kept spans in batches.
-The outbound queue is bounded, so a collector that is down costs counted spans, never
-memory and never an emitter's request.
+Every emitter reports here: Envoy's Zipkin tracer in protobuf (``zipkin_proto.py``: the
+cheap encoding on both sides), the filter's and the workers' OTel exporters in JSON; the
+``content-type`` says which. Answering is cheap and never waits for the real collector:
+spans go into the ``TailSampler``; a background task decides due traces and forwards kept
+spans in batches. The outbound queue is bounded, so a collector that is down costs counted
+spans, never memory and never an emitter's request.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from google.protobuf.message import DecodeError
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -28,8 +30,14 @@ from prometheus_client import (
     generate_latest,
 )
 
+from ttsgw.telemetry import zipkin_proto
 from ttsgw.telemetry.errors import StartupError
-from ttsgw.telemetry.relay import Outcome, SamplerPolicy, Span, TailSampler
+from ttsgw.telemetry.relay import (
+    Outcome,
+    SamplerPolicy,
+    Span,
+    TailSampler,
+)
 from ttsgw.telemetry.settings import TracingSettings
 
 log = logging.getLogger(__name__)
@@ -106,7 +114,7 @@ class SpanRelay:
             return
         method, path = scope["method"], scope["path"]
         if path == SPANS_PATH and method == "POST":
-            status, body = await self._report(receive)
+            status, body = await self._report(receive, _is_protobuf(scope))
             await _answer(send, status, body)
         elif path == "/metrics" and method == "GET":
             self.metrics.buffered.set(self.sampler.buffered_spans)
@@ -116,7 +124,7 @@ class SpanRelay:
         else:
             await _answer(send, 404, b'{"error":"not found"}')
 
-    async def _report(self, receive: Any) -> tuple[int, bytes]:
+    async def _report(self, receive: Any, protobuf: bool) -> tuple[int, bytes]:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -128,8 +136,18 @@ class SpanRelay:
             chunks.append(chunk)
             if not message.get("more_body"):
                 break
+        body = b"".join(chunks)
+        if protobuf:
+            try:
+                spans = zipkin_proto.parse(body)
+            except DecodeError:
+                self.metrics.dropped.labels("malformed").inc()
+                return 400, b'{"error":"not a zipkin.proto3.ListOfSpans"}'
+            self.metrics.received.inc(len(spans))
+            self._apply(self.sampler.add(spans, zipkin_proto.digest))
+            return 202, b""
         try:
-            spans = json.loads(b"".join(chunks))
+            spans = json.loads(body)
         except ValueError:
             self.metrics.dropped.labels("malformed").inc()
             return 400, b'{"error":"not JSON"}'
@@ -147,8 +165,8 @@ class SpanRelay:
         self._apply(self.sampler.add(spans))
 
     def _apply(self, outcome: Outcome) -> None:
-        for verdict in outcome.verdicts:
-            self.metrics.traces.labels(verdict.value).inc()
+        for verdict, n in outcome.verdict_counts().items():
+            self.metrics.traces.labels(verdict.value).inc(n)
         for reason, n in outcome.dropped.items():
             self.metrics.dropped.labels(reason).inc(n)
         if not outcome.forward:
@@ -175,7 +193,8 @@ class SpanRelay:
     async def forward_pending(self) -> None:
         while self._outbound and self.settings.zipkin_url is not None:
             batch = [
-                self._outbound.popleft() for _ in range(min(FORWARD_BATCH, len(self._outbound)))
+                _as_json(self._outbound.popleft())
+                for _ in range(min(FORWARD_BATCH, len(self._outbound)))
             ]
             try:
                 response = await self._client.post(
@@ -221,6 +240,17 @@ class SpanRelay:
             await send({"type": "lifespan.startup.complete"})
             message = await receive()
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def _is_protobuf(scope: dict[str, Any]) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return b"protobuf" in value
+    return False
+
+
+def _as_json(span: Span) -> dict[str, Any]:
+    return span if isinstance(span, dict) else zipkin_proto.to_json(span)
 
 
 async def _answer(
