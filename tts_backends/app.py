@@ -132,6 +132,8 @@ def create_app(
     async def on_worker_error(request: Request, exc: WorkerError) -> JSONResponse:
         if request.url.path == SPEECH_PATH:
             record(exc.status)
+            # One line per failed request; the log filter adds request_id and trace_id.
+            log.info("speech %d %s: %s", exc.status, exc.code, exc.message)
         return worker_error_response(exc)
 
     @app.exception_handler(RequestValidationError)

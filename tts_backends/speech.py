@@ -131,10 +131,12 @@ class SpeechService:
         except ClientGone:
             self.scheduler.cancel(ticket)
             self.metrics.observe_request("cancelled")
+            log.info("speech cancelled: the client went away (level=%s)", ticket.level)
             return Response(status_code=CLIENT_CLOSED_STATUS)
         payload = await self._encode(samples, fmt)
         self.metrics.observe_request("ok")
         seconds = samples.size / audio.OUTPUT_RATE
+        _log_done("ok", body, ticket, seconds)
         return self._whole_response(body, fmt, payload, seconds)
 
     async def _encode(self, samples: np.ndarray, fmt: audio.AudioFormat) -> bytes:
@@ -174,12 +176,14 @@ class SpeechService:
             headers["cache-control"] = "no-cache"
             events = streaming.sse_stream(pcm, body.input)
             return StreamingResponse(
-                self._guarded(streaming.paced_async(events, interval), ticket),
+                self._guarded(streaming.paced_async(events, interval), ticket, body),
                 media_type=streaming.SSE_MEDIA_TYPE,
                 headers=headers,
             )
         return StreamingResponse(
-            self._guarded(streaming.paced_async(streaming.pieces_async(pcm), interval), ticket),
+            self._guarded(
+                streaming.paced_async(streaming.pieces_async(pcm), interval), ticket, body
+            ),
             media_type=audio.lookup_format("pcm").content_type,
             headers=headers,
         )
@@ -193,11 +197,13 @@ class SpeechService:
         async for chunk in chunks:
             yield audio.encode(audio.resample(chunk, self.engine.sample_rate), fmt)
 
-    async def _guarded(self, body: AsyncIterator[bytes], ticket: Ticket) -> AsyncIterator[bytes]:
+    async def _guarded(
+        self, parts: AsyncIterator[bytes], ticket: Ticket, body: SpeechRequest
+    ) -> AsyncIterator[bytes]:
         """The response body; if the client leaves midway, its batch slot is freed."""
         outcome = "cancelled"
         try:
-            async for part in body:
+            async for part in parts:
                 yield part
             outcome = "ok"
         except Exception:
@@ -208,7 +214,23 @@ class SpeechService:
         finally:
             self.scheduler.cancel(ticket)
             self.metrics.observe_request(outcome)
+            _log_done(outcome, body, ticket, ticket.audio_samples / self.engine.sample_rate)
 
 
 async def _first(chunks: AsyncIterator[Any]) -> Any:
     return await anext(chunks, None)
+
+
+def _log_done(outcome: str, body: SpeechRequest, ticket: Ticket, seconds: float) -> None:
+    """One line per request, never the text; the log filter adds request_id and trace_id."""
+    waited = (ticket.started or ticket.arrived) - ticket.arrived
+    log.info(
+        "speech %s: model=%s level=%s chars=%d audio_s=%s queue_ms=%.0f batch=%d",
+        outcome,
+        body.model,
+        ticket.level,
+        len(ticket.request.text),
+        f"{seconds:.2f}",
+        waited * 1000,
+        ticket.max_batch,
+    )

@@ -119,3 +119,29 @@ async def test_sse_pcm_deltas_concatenate_to_the_whole_file(synthetic) -> None:
     assert audio == whole.content
     assert events[-1]["type"] == "speech.audio.done"
     assert events[-1]["usage"]["input_tokens"] == len(text)
+
+
+async def test_each_request_logs_one_line_with_its_request_id(caplog) -> None:
+    import logging
+
+    from tts_backends.tracing import TraceLogFilter, TracingMiddleware
+
+    engine = GatedEngine(auto=True)
+    server: WorkerServer
+    server, _ = create_server(engine, settings(warmup=False))
+    server.app.add_middleware(TracingMiddleware)
+    caplog.handler.addFilter(TraceLogFilter())
+    with caplog.at_level(logging.INFO, logger="tts_backends"):
+        async with server.running(), httpx.AsyncClient(base_url=server.url) as client:
+            ok = await client.post(SPEECH, json=body("fine"), headers={"x-request-id": "rid-1"})
+            bad = await client.post(
+                SPEECH, json=body("x" * 5000), headers={"x-request-id": "rid-2"}
+            )
+    assert ok.status_code == 200 and bad.status_code == 413
+    lines = {
+        r.request_id: r.getMessage() for r in caplog.records if r.getMessage().startswith("speech")
+    }  # type: ignore[attr-defined]
+    assert lines["rid-1"].startswith("speech ok: model=m level=default chars=4")
+    assert lines["rid-2"].startswith("speech 413 input_too_long")
+    assert bad.json()["error"]["request_id"] == "rid-2"
+    assert all("fine" not in line for line in lines.values())  # never the text

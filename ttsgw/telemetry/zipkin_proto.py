@@ -9,6 +9,12 @@ their way to the collector.
 
 No protoc here, and no generated module ships the schema, so the message classes are
 built from a hand-written descriptor of openzipkin/zipkin-api's ``zipkin.proto``.
+
+Envoy's quirk: it writes the trace id big-endian, as the spec says, but the span and parent
+ids as the raw bytes of a host ``uint64`` (``Util::toByteString``), i.e. little-endian on
+x86-64 and arm64. ``to_json`` turns them back into the hex ids Envoy puts in B3 headers and
+in its JSON, so the filter's and the workers' parent links still match
+(tests/e2e/test_tracing.py checks them).
 """
 
 from __future__ import annotations
@@ -109,10 +115,10 @@ def digest(span: Any) -> Digest | None:
 
 
 def to_json(span: Any) -> dict[str, Any]:
-    """A protobuf span as the Zipkin v2 JSON object Envoy would have posted."""
-    out: dict[str, Any] = {"traceId": span.trace_id.hex(), "id": span.id.hex()}
+    """An Envoy protobuf span as the Zipkin v2 JSON object Envoy would have posted."""
+    out: dict[str, Any] = {"traceId": span.trace_id.hex(), "id": span.id[::-1].hex()}
     if span.parent_id:
-        out["parentId"] = span.parent_id.hex()
+        out["parentId"] = span.parent_id[::-1].hex()
     if span.kind in _KINDS:
         out["kind"] = _KINDS[span.kind]
     if span.name:
