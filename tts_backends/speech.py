@@ -224,6 +224,19 @@ async def _first(chunks: AsyncIterator[Any]) -> Any:
 def _log_done(outcome: str, body: SpeechRequest, ticket: Ticket, seconds: float) -> None:
     """One line per request, never the text; the log filter adds request_id and trace_id."""
     waited = (ticket.started or ticket.arrived) - ticket.arrived
+    wall = (ticket.finished_at or ticket.arrived) - (ticket.started or ticket.arrived)
+    # The request's server span (a no-op without tracing) gets the figures, never the text.
+    trace.get_current_span().set_attributes(
+        {
+            "tts.model": body.model,
+            "tts.priority": ticket.level,
+            "tts.text_length": len(ticket.request.text),
+            "tts.audio_seconds": round(seconds, 3),
+            "tts.batch_size": ticket.max_batch,
+            "tts.rtf": round(wall / seconds, 4) if seconds > 0 else 0.0,
+            "tts.outcome": outcome,
+        }
+    )
     log.info(
         "speech %s: model=%s level=%s chars=%d audio_s=%s queue_ms=%.0f batch=%d",
         outcome,
