@@ -159,13 +159,26 @@ async def test_expected_wait_beyond_the_timeout_is_refused_at_once() -> None:
     scheduler = Scheduler(engine, policy)
     clock = [0.0]
     scheduler.clock = lambda: clock[0]
-    for _ in range(4):  # a measured drain rate of 0.4 per second
-        clock[0] += 2.5
+    for _ in range(5):  # a measured drain rate of 0.5 per second
+        clock[0] += 2.0
         scheduler.drain.record(clock[0])
     with pytest.raises(OverloadedError) as exc:
         scheduler.submit(req("low"), "low")
     assert exc.value.code == "wait_too_long"
-    scheduler.submit(req("high"), "high")  # 2.5 s expected: inside high's 30 s
+    scheduler.submit(req("high"), "high")  # 2 s expected: inside high's 30 s
+
+
+async def test_a_few_completions_are_not_enough_to_refuse_on_expected_wait() -> None:
+    engine = GatedEngine()
+    policy = SchedulerPolicy(concurrency=1, queue_timeouts_s={"high": 30, "default": 30, "low": 1})
+    scheduler = Scheduler(engine, policy)
+    clock = [0.0]
+    scheduler.clock = lambda: clock[0]
+    scheduler.drain.record(5.0)  # one slow completion after a quiet start
+    clock[0] = 6.0
+    # Four queued lows would "wait" 40 s at 0.1/s, but one sample says little: all queued.
+    tickets = [scheduler.submit(req(f"low{i}"), "low") for i in range(4)]
+    assert len(scheduler.queues) == len(tickets)
 
 
 class PoisonedEngine(SyntheticEngine):

@@ -8,6 +8,9 @@ from collections import deque
 # Clamp Retry-After: at least 1 s (HTTP's unit), and never so long a client gives up.
 MIN_RETRY_AFTER_S = 1
 MAX_RETRY_AFTER_S = 60
+# Completions needed before the rate is trusted to refuse a request on its expected wait:
+# one or two completions after a quiet spell say little about how fast the queue drains.
+MIN_SAMPLES_TO_SHED = 5
 
 
 class DrainRate:
@@ -20,6 +23,10 @@ class DrainRate:
     def record(self, now: float) -> None:
         self._done.append(now)
         self._trim(now)
+
+    def confident(self, now: float) -> bool:
+        self._trim(now)
+        return len(self._done) >= MIN_SAMPLES_TO_SHED
 
     def rate(self, now: float) -> float | None:
         self._trim(now)

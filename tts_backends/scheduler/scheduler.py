@@ -78,7 +78,8 @@ class Scheduler:
         now = self.clock()
         ticket = Ticket(req, level, now, stream=stream, trace_context=trace_context)
         wait = self.drain.wait_s(self.queues.ahead_of(level) + 1, now)
-        if wait is not None and wait > self.policy.queue_timeouts_s[level]:
+        timeout = self.policy.queue_timeouts_s[level]
+        if wait is not None and wait > timeout and self.drain.confident(now):
             raise self._shed(ticket, "wait_too_long", now)
         try:
             evicted = self.queues.push(ticket)
