@@ -128,9 +128,9 @@ def tracing(options: TracingOptions) -> hcm_pb2.HttpConnectionManager.Tracing:
 
     Protobuf, not JSON: Envoy prints Zipkin JSON through protobuf's JSON printer, which
     cost more CPU than the rest of the request's tracing (docs/decisions.md); Zipkin and
-    the relay accept both. Client and server spans are separate (``shared_span_context`` off), so each hop has
-    its own span id and the parent links in Zipkin are exact. ``spawn_upstream_span``
-    gives the router's hop to the worker a span of its own.
+    the relay accept both. Client and server spans are separate (``shared_span_context``
+    off), so each hop has its own span id and the parent links in Zipkin are exact.
+    ``spawn_upstream_span`` gives the router's hop to the worker a span of its own.
     """
     zipkin = ZipkinConfig(
         collector_cluster=ZIPKIN_CLUSTER,

@@ -82,3 +82,29 @@ async def test_a_dead_collector_is_counted_and_the_relay_keeps_answering() -> No
             await asyncio.sleep(0.1)
         assert await metric(relay_port, needle) == 6
         assert (await client.get(f"http://127.0.0.1:{relay_port}/healthz")).status_code == 200
+
+
+async def test_envoys_protobuf_reports_are_decided_and_forwarded_as_json() -> None:
+    from ttsgw.telemetry import zipkin_proto
+
+    spans = zipkin_proto.ListOfSpans()
+    for trace_id, status in ((bytes.fromhex(OUT_OF_RATIO), "500"), (b"\x11" * 16, "200")):
+        root = spans.spans.add(trace_id=trace_id, id=b"\x01" * 8, name="ingress", duration=5)
+        root.tags["http.status_code"] = status
+        spans.spans.add(trace_id=trace_id, id=b"\x02" * 8, parent_id=b"\x01" * 8, name="c")
+    async with running_receiver() as (collected, port, _):
+        server, relay_port = create_server(settings(f"http://127.0.0.1:{port}/api/v2/spans"))
+        async with server.running(), httpx.AsyncClient() as client:
+            url = f"http://127.0.0.1:{relay_port}/api/v2/spans"
+            proto = {"content-type": zipkin_proto.CONTENT_TYPE}
+            body = spans.SerializeToString()
+            assert (await client.post(url, content=body, headers=proto)).status_code == 202
+            bad = await client.post(url, content=b"\xff\xff", headers=proto)
+            assert bad.status_code == 400
+            for _ in range(50):
+                if len(collected.spans) == 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert {s["traceId"] for s in collected.spans} == {OUT_OF_RATIO}
+            assert {s["name"] for s in collected.spans} == {"ingress", "c"}
+            assert await metric(relay_port, "ttsgw_relay_spans_received_total") == 4

@@ -37,6 +37,8 @@ from opentelemetry.util.types import AttributeValue
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from ttsgw.telemetry.sampling import keeps
+
 log = logging.getLogger(__name__)
 
 PROPAGATOR = B3MultiFormat()
@@ -156,6 +158,12 @@ class Telemetry:
     slow_threshold_s: float
     counts: SpanCounts
     providers: tuple[TracerProvider, ...]
+    # The ratio ``tracer`` samples by; ``samples`` answers its question without OTel.
+    sample_ratio: float = 1.0
+
+    def samples(self, trace_id: str) -> bool:
+        """Whether ``tracer`` records this trace (hex id): the relay's and OTel's rule."""
+        return keeps(trace_id, self.sample_ratio)
 
     def extract(self, carrier: Mapping[str, str]) -> Context | None:
         """The B3 context in these headers (or gRPC metadata), None when there is none."""
@@ -232,4 +240,5 @@ def setup_tracing(
         slow_threshold_s=slow_threshold_s,
         counts=counts,
         providers=(sampled, everything),
+        sample_ratio=sample_ratio,
     )

@@ -1,0 +1,87 @@
+"""The filter's spans: full detail in the ratio, nothing outside it unless a phase fails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gateway.ext_proc.tracing import StreamTrace, annotate, child_span
+from ttsgw.telemetry.emitter import Telemetry, setup_tracing
+
+IN_RATIO = "0" * 16 + "0000000000000001"
+OUT_OF_RATIO = "0" * 16 + "ffffffffffffffff"
+PARENT = "00f067aa0ba902b7"
+
+
+@pytest.fixture
+def exported() -> Iterator[tuple[Telemetry, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    telemetry = setup_tracing(
+        "filter", "unused", sample_ratio=0.5, slow_threshold_s=10, exporter=exporter
+    )
+    yield telemetry, exporter
+    telemetry.shutdown()
+
+
+def b3(trace_id: str) -> dict[str, str]:
+    return {"x-b3-traceid": trace_id, "x-b3-spanid": PARENT, "x-b3-sampled": "1"}
+
+
+def run_request(stream: StreamTrace, fail: bool = False) -> None:
+    with stream.phase("request_headers"):
+        pass
+    with stream.phase("request_body") as phase:
+        with child_span(stream, "validate"):
+            annotate(stream, **{"tts.text_length": 5})
+        if fail:
+            phase.fail("input_too_long", 413)
+
+
+def test_in_ratio_records_every_phase_and_step_under_envoys_span(exported) -> None:
+    telemetry, exporter = exported
+    stream = StreamTrace.start(telemetry, b3(IN_RATIO))
+    assert stream is not None and stream.sampled and stream.trace_id == IN_RATIO
+    run_request(stream)
+    telemetry.force_flush()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(spans) == {"ext_proc request_headers", "ext_proc request_body", "validate"}
+    for name in ("ext_proc request_headers", "ext_proc request_body"):
+        assert f"{spans[name].parent.span_id:016x}" == PARENT  # type: ignore[union-attr]
+        assert f"{spans[name].context.trace_id:032x}" == IN_RATIO
+    assert spans["validate"].parent.span_id == spans["ext_proc request_body"].context.span_id  # type: ignore[union-attr]
+    assert spans["ext_proc request_body"].attributes["tts.text_length"] == 5
+
+
+def test_out_of_ratio_records_nothing_when_all_goes_well(exported) -> None:
+    telemetry, exporter = exported
+    stream = StreamTrace.start(telemetry, b3(OUT_OF_RATIO))
+    assert stream is not None and not stream.sampled and stream.trace_id == OUT_OF_RATIO
+    run_request(stream)
+    telemetry.force_flush()
+    assert exporter.get_finished_spans() == ()
+
+
+def test_out_of_ratio_failure_is_rescued_with_its_cause_and_parent(exported) -> None:
+    telemetry, exporter = exported
+    stream = StreamTrace.start(telemetry, b3(OUT_OF_RATIO))
+    assert stream is not None
+    run_request(stream, fail=True)
+    telemetry.force_flush()
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "ext_proc request_body"
+    assert f"{span.parent.span_id:016x}" == PARENT  # type: ignore[union-attr]
+    assert f"{span.context.trace_id:032x}" == OUT_OF_RATIO
+    assert span.attributes["http.status_code"] == 413
+    assert span.attributes["tts.text_length"] == 5
+    assert span.status.description == "input_too_long"
+
+
+def test_single_b3_header_and_no_context(exported) -> None:
+    telemetry, _ = exported
+    stream = StreamTrace.start(telemetry, {"b3": f"{IN_RATIO}-{PARENT}-1"})
+    assert stream is not None and stream.sampled and stream.trace_id == IN_RATIO
+    assert StreamTrace.start(telemetry, {"x-request-id": "r"}) is None
+    assert StreamTrace.start(telemetry, {"x-b3-traceid": "zz", "x-b3-spanid": PARENT}) is None
+    assert StreamTrace.start(None, b3(IN_RATIO)) is None
