@@ -6,6 +6,7 @@ One real synthetic worker. Steps, all in one run:
 3. overload: low-priority arrivals at twice that rate (open loop) for `--seconds`, while a
    probe sends one request after another, first marked high, then unmarked (default, so
    without priority), for half the time each. Low requests beyond capacity are shed (429).
+4. the same on the scheduler alone, in this process, without HTTP.
 Target (issue 4): high-priority median latency under overload <= 1.5x its idle value.
 
     .venv/bin/python -m benchmarks.priority [--seconds 20]
@@ -21,7 +22,11 @@ import time
 import httpx
 
 from benchmarks._harness import run_main
-from benchmarks._worker import Outcome, closed_loop, speak, synthetic_worker
+from benchmarks._worker import TEXT, Outcome, closed_loop, speak, synthetic_worker
+from tts_backends.engines.base import SynthesisRequest
+from tts_backends.engines.synthetic import SyntheticEngine
+from tts_backends.errors import OverloadedError
+from tts_backends.scheduler import Scheduler, SchedulerPolicy
 
 SHORT = "A short, urgent request from a paying customer."  # ~4 s of audio
 
@@ -56,6 +61,58 @@ async def flood(url: str, rate: float, stop: asyncio.Event, results: list[Outcom
         await asyncio.gather(*tasks)
 
 
+async def engine_level(seconds: float, rate: float) -> tuple[float, float, int, int]:
+    """The same experiment on the scheduler in this process, without HTTP.
+
+    On a 2-core box the HTTP path (the worker's event loop, the flood's client) competes
+    with the engine thread for CPU; this separates what the scheduler does from that.
+    Returns (idle median s, overload median s, shed, served).
+    """
+    engine = SyntheticEngine()
+    await engine.load()
+    policy = SchedulerPolicy(
+        max_batch_size=16, queue_timeouts_s={"high": 30, "default": 20, "low": 5}
+    )
+    scheduler = Scheduler(engine, policy)
+    counts = {"shed": 0, "served": 0}
+
+    async def high_probe(n: int) -> float:
+        times = []
+        for i in range(n):
+            started = time.perf_counter()
+            ticket = scheduler.submit(SynthesisRequest(f"{SHORT} {i}", "synthetic-1"), "high")
+            await ticket.collect()
+            times.append(time.perf_counter() - started)
+            await asyncio.sleep(0.05)
+        return statistics.median(times)
+
+    async def one_low(i: int) -> None:
+        try:
+            await scheduler.submit(SynthesisRequest(f"{TEXT} {i}", "synthetic-1"), "low").collect()
+            counts["served"] += 1
+        except OverloadedError:
+            counts["shed"] += 1
+
+    async with scheduler.running_loop():
+        await high_probe(3)
+        idle = await high_probe(10)
+        tasks: set[asyncio.Task[None]] = set()
+        deadline = time.perf_counter() + seconds
+        probe_task = None
+        i = 0
+        while time.perf_counter() < deadline:
+            i += 1
+            task = asyncio.create_task(one_low(i))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            if probe_task is None and time.perf_counter() > deadline - seconds + 3:
+                probe_task = asyncio.create_task(high_probe(15))
+            await asyncio.sleep(1 / rate)
+        busy = await probe_task if probe_task is not None else float("nan")
+        await asyncio.gather(*tasks)
+    return idle, busy, counts["shed"], counts["served"]
+
+
 def median_s(outcomes: list[Outcome]) -> float:
     return statistics.median(o.latency_s for o in outcomes if o.status == 200)
 
@@ -76,6 +133,7 @@ async def main(seconds: float, device: str) -> int:
         stop.set()
         await flooding
     shed = sum(o.status == 429 for o in lows)
+    e_idle, e_busy, e_shed, e_served = await engine_level(seconds, 2 * capacity)
     print(f"capacity (low, batch 16):        {capacity:.2f} req/s; flood at {2 * capacity:.2f}")
     print(f"idle high median:                {idle * 1000:.0f} ms")
     print(
@@ -90,6 +148,10 @@ async def main(seconds: float, device: str) -> int:
         f"low requests: {len(lows)} sent, {shed} shed with 429 "
         f"({100 * shed / max(1, len(lows)):.0f}%), "
         f"{sum(o.status == 200 for o in lows)} served"
+    )
+    print(
+        f"scheduler alone (no HTTP): high {e_idle * 1000:.0f} ms idle, {e_busy * 1000:.0f} ms "
+        f"under the flood ({e_busy / e_idle:.2f}x); lows {e_shed} shed, {e_served} served"
     )
     return 0
 

@@ -53,7 +53,7 @@ class WorkerSettings(BaseSettings):
     queue_timeout_low_s: float = Field(default=10.0, gt=0)
     max_queue_depth: int = Field(default=512, ge=1)
     aging_s: float = Field(default=5.0, ge=0.0)
-    rows_beside_high: int = Field(default=3, ge=0)
+    rows_beside_high: int = Field(default=0, ge=0)
     # The voice registry (POST /v1/voices) lives in Redis so every replica shares it;
     # None turns the registry off and /v1/voices answers 503 naming this setting.
     redis_url: str | None = None

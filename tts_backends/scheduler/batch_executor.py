@@ -103,21 +103,32 @@ class BatchExecutor:
 
     def _admit(self) -> list[Ticket]:
         s, admitted = self.scheduler, list[Ticket]()
+        high_running = self._high_in_flight()
         while (level := s.next_level()) is not None:
             # High may exceed the batch size: it gets rows by preempting lower levels.
             limit = self.policy.max_batch_size * (2 if level == "high" else 1)
             if len(self.rows) + len(admitted) >= limit:
+                break
+            if high_running and level != "high":
+                # Opening a session (the text frontend) is engine time too: lower levels
+                # wait in the queue until high is done.
                 break
             ticket = s.next_ticket()
             assert ticket is not None
             admitted.append(ticket)
         return admitted
 
+    def _high_in_flight(self) -> bool:
+        """A high request is generating, or has chunks still to render."""
+        return any(r.ticket.level == "high" for r in self.rows) or any(
+            p.ticket.level == "high" for p in self.pending
+        )
+
     def _choose_rows(self) -> list[_Row]:
         now, aging = self.scheduler.clock(), self.policy.aging_s
         live = [r for r in self.rows if not r.session.finished]
         ranked = sorted(live, key=lambda r: (r.ticket.effective_rank(now, aging), r.ticket.arrived))
-        if any(r.ticket.level == "high" for r in live):
+        if self._high_in_flight():
             top = [r for r in ranked if r.ticket.effective_rank(now, aging) == 0]
             rest = [r for r in ranked if r.ticket.effective_rank(now, aging) > 0]
             ranked = top + rest[: self.policy.rows_beside_high]
@@ -134,9 +145,14 @@ class BatchExecutor:
                 p.job.index,
             )
         )
-        jobs = self.pending[: self.policy.max_batch_size]
-        self.pending = self.pending[self.policy.max_batch_size :]
-        return jobs
+        chosen = self.pending[: self.policy.max_batch_size]
+        if self._high_in_flight():
+            # A vocoder call over lower levels' backlog costs as much as dozens of LM
+            # steps: while high generates, only rank-0 chunks (high, or aged) render.
+            chosen = [p for p in chosen if p.ticket.effective_rank(now, aging) == 0]
+        taken = set(map(id, chosen))
+        self.pending = [p for p in self.pending if id(p) not in taken]
+        return chosen
 
     def _iterate(
         self, admitted: list[Ticket], rows: list[_Row], jobs: list[_Pending]

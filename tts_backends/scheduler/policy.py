@@ -29,9 +29,11 @@ class SchedulerPolicy:
     max_queue_depth: int = 512
     # Every `aging_s` of waiting raises a request one level, so low cannot starve.
     aging_s: float = 5.0
-    # While a high-level request runs, lower levels keep at most this many batch rows: a
-    # CPU step slows with batch size, and high must keep its idle latency.
-    rows_beside_high: int = 3
+    # While a high-level request is in flight, lower levels keep at most this many batch
+    # rows (the rest pause, keeping their state; aging still lifts them). 0 by default:
+    # measured on CPU, a 2-row step already costs ~1.5x a 1-row one, and high must keep
+    # its idle latency (benchmarks/priority.py).
+    rows_beside_high: int = 0
     # Completions counted for the drain rate behind Retry-After and the wait estimate.
     drain_window_s: float = 10.0
 
