@@ -1,4 +1,4 @@
-"""The filter's part of a request's trace: one span per ext_proc phase, children per step.
+"""The filter's part of a request's trace: a span per step, a phase span when a phase goes wrong.
 
 Envoy's ext_proc client span is the parent: Envoy injects its B3 context into the gRPC
 metadata of the ``Process`` stream (verified against Envoy 1.40 in
@@ -6,11 +6,13 @@ tests/e2e/test_tracing.py); the request headers Envoy forwards carry the same co
 a fallback. Without a context (tracing off in Envoy) the filter records nothing.
 
 The sampling decision is made once per stream, from the trace id, with the relay's hash.
-A stream outside the ratio (most of them) never touches OpenTelemetry: no context, no
-non-recording spans, no context switches per phase, which cost the filter, our bottleneck,
-about a fifth of its throughput at a 0% ratio (docs/decisions.md). It only keeps the
-phase's start time, attributes and error, and writes the phase span afterwards when the
-phase failed or was slow (``Telemetry.rescue``).
+In the ratio, the steps (``validate``, ``cache_lookup``, ``single_flight_wait``) are
+recorded as children of Envoy's span. A phase itself gets a span only when it failed or
+was slow, written afterwards (``Telemetry.rescue``), in the ratio or not: a span per
+phase on every sampled request doubled the spans the filter, our bottleneck, records,
+and said nothing Envoy's ext_proc span does not (docs/decisions.md). A stream outside the
+ratio never touches OpenTelemetry unless a phase fails or is slow: it only keeps the
+phase's start time, attributes and error.
 
 Spans say what happened, never what was said: model, priority, cache status, text length
 and the rejection's code, never the input text, audio bytes or API keys.
@@ -23,10 +25,10 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.context import Context
 
-from ttsgw.telemetry.emitter import Telemetry, mark_error
+from ttsgw.telemetry.emitter import Telemetry
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 
@@ -69,21 +71,21 @@ class StreamTrace:
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[PhaseSpan]:
-        """The span of one phase's handling; current while the processor runs."""
-        if not self.sampled:
-            started_ns = time.time_ns()
-            result = PhaseSpan(None)
+        """One phase's handling: its steps' parent is current, its span written if needed."""
+        started_ns = time.time_ns()
+        result = PhaseSpan()
+        # In the ratio, Envoy's span is current so the steps' spans hang off it directly.
+        parent = self.parent if self.sampled else None
+        token = context.attach(parent) if parent is not None else None
+        try:
             yield result
-            self._rescue_if_needed(f"ext_proc {name}", started_ns, result)
-            return
-        with self.telemetry.tracer.start_as_current_span(
-            f"ext_proc {name}", context=self.parent, kind=trace.SpanKind.SERVER
-        ) as span:
-            yield PhaseSpan(span)
-            span.set_attributes(self.attributes)
+        finally:
+            if token is not None:
+                context.detach(token)
+        self._rescue_if_needed(f"ext_proc {name}", started_ns, result)
 
     def _rescue_if_needed(self, name: str, started_ns: int, result: PhaseSpan) -> None:
-        # Not in the ratio: write the span afterwards if the tail sampler must keep it.
+        # Written afterwards, only when the tail sampler must keep it (and to say why).
         slow = (time.time_ns() - started_ns) / 1e9 > self.telemetry.slow_threshold_s
         if result.error is None and not slow:
             return
@@ -100,19 +102,24 @@ class StreamTrace:
         )
 
     def child(self, name: str) -> contextlib.AbstractContextManager[trace.Span | None]:
-        if not self.sampled:
-            return contextlib.nullcontext()
+        return self._recorded_child(name) if self.sampled else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _recorded_child(self, name: str) -> Iterator[trace.Span]:
         # The exception's message could quote the request; the phase span names its code.
-        return self.telemetry.tracer.start_as_current_span(
+        with self.telemetry.tracer.start_as_current_span(
             name, record_exception=False, set_status_on_exception=False
-        )
+        ) as span:
+            yield span
+            # The stream's attributes so far (model, priority, text length): there is no
+            # phase span to carry them on a request that went well.
+            span.set_attributes(self.attributes)
 
 
 @dataclass
 class PhaseSpan:
-    """A phase's outcome: the recording span, or None outside the ratio (kept for rescue)."""
+    """A phase's outcome, kept to write its span afterwards when it failed or was slow."""
 
-    span: trace.Span | None
     error: str | None = None
     attributes: dict[str, str | int] = field(default_factory=dict)
 
@@ -120,29 +127,22 @@ class PhaseSpan:
         self.error = cause
         if status:
             self.attributes["http.status_code"] = status
-        if self.span is None:
-            return
-        if status:
-            self.span.set_attribute("http.status_code", status)
-        mark_error(self.span, cause)
 
 
 def child_span(
     stream: StreamTrace | None, name: str
 ) -> contextlib.AbstractContextManager[trace.Span | None]:
-    """A child of the current phase span, or nothing when the request is not recorded."""
+    """A step's span (child of the current one, or of Envoy's), or nothing outside the ratio."""
     if stream is None:
         return contextlib.nullcontext()
     return stream.child(name)
 
 
 def annotate(stream: StreamTrace | None, **attributes: str | int) -> None:
-    """Attributes for this stream's phase spans (kept for the spans written afterwards too)."""
+    """Attributes for this stream's spans: the steps' ending after this, and any phase span."""
     if stream is None:
         return
     stream.attributes.update(attributes)
-    if stream.sampled:
-        trace.get_current_span().set_attributes(attributes)
 
 
 def _b3_trace_id(carrier: Mapping[str, str]) -> str | None:

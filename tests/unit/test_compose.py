@@ -104,7 +104,7 @@ def test_every_traced_component_reports_to_the_span_relay(compose: dict[str, obj
     assert services["ext-proc"]["environment"]["TTSGW_ZIPKIN_URL"] == RELAY
     for worker in WORKERS:
         assert services[worker]["environment"]["TTSGW_WORKER_ZIPKIN_URL"] == RELAY, worker
-    assert "--zipkin-min-flush-spans=100" in " ".join(services["envoy"]["command"])
+    assert "--zipkin-min-flush-spans=1000" in " ".join(services["envoy"]["command"])
     # The relay and every emitter must apply the same rule (docs/tracing.md).
     traced = ("span-relay", "ext-proc", *WORKERS)
     ratios = {services[name]["environment"]["TTSGW_TRACING_SAMPLE_RATIO"] for name in traced}

@@ -172,7 +172,7 @@ def test_every_traced_component_reports_to_the_span_relay(built: list[dict[str, 
     assert _env(cp)["TTSGW_ZIPKIN_COLLECTOR"] == "ttsgw-span-relay:9412"
     envoy = _get(built, "Deployment", "ttsgw-envoy")
     init = envoy["spec"]["template"]["spec"]["initContainers"][0]
-    assert "--zipkin-min-flush-spans=100" in init["args"]
+    assert "--zipkin-min-flush-spans=1000" in init["args"]
     emitters = {"gateway-filter": _env(_containers(envoy)["gateway-filter"])}
     assert emitters["gateway-filter"]["TTSGW_ZIPKIN_URL"] == RELAY_URL
     for worker in WORKERS:

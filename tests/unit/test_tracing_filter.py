@@ -1,10 +1,11 @@
-"""The filter's spans: full detail in the ratio, nothing outside it unless a phase fails."""
+"""The filter's spans: its steps in the ratio, a phase span when a phase fails, nothing else."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway.ext_proc.tracing import StreamTrace, annotate, child_span
@@ -39,19 +40,46 @@ def run_request(stream: StreamTrace, fail: bool = False) -> None:
             phase.fail("input_too_long", 413)
 
 
-def test_in_ratio_records_every_phase_and_step_under_envoys_span(exported) -> None:
+def run_cache_steps(stream: StreamTrace) -> None:
+    with stream.phase("request_body"):
+        annotate(stream, **{"tts.model": "m"})
+        with child_span(stream, "cache_lookup"), child_span(stream, "single_flight_wait"):
+            pass
+
+
+def test_in_ratio_records_each_step_under_envoys_span_and_no_phase_span(exported) -> None:
     telemetry, exporter = exported
     stream = StreamTrace.start(telemetry, b3(IN_RATIO))
     assert stream is not None and stream.sampled and stream.trace_id == IN_RATIO
     run_request(stream)
+    run_cache_steps(stream)
     telemetry.force_flush()
     spans = {s.name: s for s in exporter.get_finished_spans()}
-    assert set(spans) == {"ext_proc request_headers", "ext_proc request_body", "validate"}
-    for name in ("ext_proc request_headers", "ext_proc request_body"):
+    assert set(spans) == {"validate", "cache_lookup", "single_flight_wait"}
+    for name in ("validate", "cache_lookup"):
         assert f"{spans[name].parent.span_id:016x}" == PARENT  # type: ignore[union-attr]
         assert f"{spans[name].context.trace_id:032x}" == IN_RATIO
-    assert spans["validate"].parent.span_id == spans["ext_proc request_body"].context.span_id  # type: ignore[union-attr]
-    assert spans["ext_proc request_body"].attributes["tts.text_length"] == 5
+    wait = spans["single_flight_wait"]
+    assert wait.parent.span_id == spans["cache_lookup"].context.span_id  # type: ignore[union-attr]
+    assert spans["validate"].attributes["tts.text_length"] == 5
+    assert spans["cache_lookup"].attributes["tts.model"] == "m"
+    # Nothing of the stream leaks into the next one's context.
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_in_ratio_failure_adds_the_phase_span_beside_its_steps(exported) -> None:
+    telemetry, exporter = exported
+    stream = StreamTrace.start(telemetry, b3(IN_RATIO))
+    assert stream is not None
+    run_request(stream, fail=True)
+    telemetry.force_flush()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(spans) == {"validate", "ext_proc request_body"}
+    body = spans["ext_proc request_body"]
+    assert f"{body.parent.span_id:016x}" == PARENT  # type: ignore[union-attr]
+    assert body.status.description == "input_too_long"
+    assert body.attributes["tts.text_length"] == 5
+    assert body.start_time <= spans["validate"].start_time  # type: ignore[operator]
 
 
 def test_out_of_ratio_records_nothing_when_all_goes_well(exported) -> None:

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.exporter.zipkin.json import ZipkinExporter
 from opentelemetry.propagate import set_global_textmap
 from opentelemetry.propagators.b3 import B3MultiFormat
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -38,6 +37,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from ttsgw.telemetry.sampling import keeps
+from ttsgw.telemetry.zipkin_json import lean_zipkin_exporter
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,9 @@ def setup_tracing(
     sample_ratio: float,
     slow_threshold_s: float,
     max_queue_size: int = 2048,
-    schedule_delay_ms: int = 200,
+    # A POST a second, not five: each costs the emitting process (the filter is our
+    # bottleneck) an HTTP round trip on a thread that competes for the GIL.
+    schedule_delay_ms: int = 1000,
     export_timeout_s: int = 2,
     exporter: SpanExporter | None = None,
     install_global: bool = False,
@@ -221,7 +223,7 @@ def setup_tracing(
     only uses the OTel API (``trace.get_tracer(...)``) records into it."""
     counts = SpanCounts()
     processor = _BoundedProcessor(
-        exporter or ZipkinExporter(endpoint=zipkin_url, timeout=export_timeout_s),
+        exporter or lean_zipkin_exporter(zipkin_url, export_timeout_s),
         counts,
         max_queue_size=max_queue_size,
         schedule_delay_ms=schedule_delay_ms,
