@@ -245,6 +245,10 @@ def envoy(s: StackSettings, bootstrap: Path, node_id: str = "ttsgw-envoy-1") -> 
             str(s.envoy_concurrency),
             "--log-level",
             "warning",
+            # The access log reaches its file within a second, not Envoy's default 10 s:
+            # an operator holding a request id looks there first.
+            "--file-flush-interval-msec",
+            "1000",
         ],
         f"http://127.0.0.1:{s.envoy_admin_port}/ready",
     )

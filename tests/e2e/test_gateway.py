@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import signal
 from collections import Counter
 
@@ -222,3 +223,21 @@ async def test_control_plane_sigkill_under_traffic(stack: Stack) -> None:
     assert fleet["versions"] == before["versions"]
     # And the restarted control plane still drives the fleet.
     await set_splits(stack, "after-restart", espeak=100)
+
+
+async def test_a_rejected_request_is_in_the_access_log_within_seconds(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.gateway, timeout=10) as client:
+        r = await client.post(
+            "/v1/audio/speech",
+            json={"model": "espeak", "input": "x" * 5000},
+            headers={"x-request-id": "e2e-too-long"},
+        )
+    assert r.status_code == 413 and r.json()["error"]["request_id"] == "e2e-too-long"
+    log = stack.settings.log_dir / "access.log"
+    # Envoy flushes its log file every second (--file-flush-interval-msec 1000).
+    for _ in range(50):
+        lines = [json.loads(x) for x in log.read_text().splitlines() if "e2e-too-long" in x]
+        if lines:
+            break
+        await asyncio.sleep(0.1)
+    assert lines and lines[0]["status"] == 413 and lines[0]["path"] == "/v1/audio/speech"
