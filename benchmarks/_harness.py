@@ -14,7 +14,6 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,16 +26,10 @@ from typing import Any
 import httpx
 
 from ttsgw import components
-from ttsgw.components import StackSettings
+from ttsgw.components import StackSettings, free_port
 from ttsgw.supervisor import Supervised
 
 TOKEN = "benchmark-admin-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -231,15 +224,7 @@ async def stack(name: str, keep_logs: bool = False) -> AsyncIterator[Stack]:
     """A fresh state dir and free ports; every process started inside is stopped on exit."""
     os.environ["TTSGW_ADMIN_TOKEN"] = TOKEN
     with tempfile.TemporaryDirectory(prefix=f"ttsgw-{name}-") as tmp:
-        settings = StackSettings(
-            state_dir=Path(tmp),
-            listener_port=free_port(),
-            envoy_admin_port=free_port(),
-            xds_port=free_port(),
-            admin_port=free_port(),
-            ext_proc_port=free_port(),
-            envoy_concurrency=1,
-        )
+        settings = StackSettings.on_free_ports(Path(tmp), envoy_concurrency=1)
         running = Stack(settings, [], [])
         try:
             yield running

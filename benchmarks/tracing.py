@@ -74,18 +74,8 @@ class Row:
 
 
 def stack_settings(state_dir: Path, tracing: bool, sink_port: int) -> StackSettings:
-    return StackSettings(
-        state_dir=state_dir,
-        listener_port=free_port(),
-        envoy_admin_port=free_port(),
-        xds_port=free_port(),
-        admin_port=free_port(),
-        ext_proc_port=free_port(),
-        ext_proc_metrics_port=free_port(),
-        espeak_port=free_port(),
-        cosyvoice3_port=free_port(),
-        redis_port=free_port(),
-        relay_port=free_port(),
+    return StackSettings.on_free_ports(
+        state_dir,
         envoy_concurrency=1,
         tracing_zipkin_url=f"http://127.0.0.1:{sink_port}/api/v2/spans" if tracing else None,
     )

@@ -24,13 +24,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from ttsgw.components import free_port
+
 REDIS_SERVER = "redis-server"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _ping(port: int, timeout_s: float = 0.2) -> bool:

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (tests, benchmarks)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class StackSettings(BaseSettings):
@@ -41,6 +49,12 @@ class StackSettings(BaseSettings):
     # (docs/tracing.md); unset, tracing is off.
     tracing_zipkin_url: str | None = None
     relay_port: int = 9412
+
+    @classmethod
+    def on_free_ports(cls, state_dir: Path, **overrides: object) -> StackSettings:
+        """Every port a free one, so several stacks (tests, benchmarks) run side by side."""
+        ports = {name: free_port() for name in cls.model_fields if name.endswith("_port")}
+        return cls(state_dir=state_dir, **{**ports, **overrides})  # type: ignore[arg-type]
 
     @property
     def log_dir(self) -> Path:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,16 +14,10 @@ from typing import Any
 import httpx
 
 from ttsgw import components
-from ttsgw.components import StackSettings
+from ttsgw.components import StackSettings, free_port
 from ttsgw.supervisor import Supervised
 
 TOKEN = "e2e-admin-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
@@ -49,19 +42,7 @@ class Stack:
     """Control plane, gateway filter, both workers and any number of real Envoys."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.settings = StackSettings(
-            state_dir=state_dir,
-            listener_port=free_port(),
-            envoy_admin_port=free_port(),
-            xds_port=free_port(),
-            admin_port=free_port(),
-            ext_proc_port=free_port(),
-            ext_proc_metrics_port=free_port(),
-            espeak_port=free_port(),
-            cosyvoice3_port=free_port(),
-            redis_port=free_port(),
-            envoy_concurrency=1,
-        )
+        self.settings = StackSettings.on_free_ports(state_dir, envoy_concurrency=1)
         self.children: dict[str, Supervised] = {}
         self.envoy_admin_ports: dict[str, int] = {}
         os.environ["TTSGW_ADMIN_TOKEN"] = TOKEN

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import socket
 import subprocess
 import tempfile
 import threading
@@ -37,6 +36,7 @@ from control_plane.domain import (
 from control_plane.translator import TranslatorOptions, translate
 from control_plane.xds.resources import Resources
 from gateway.bootstrap import BootstrapOptions, render_bootstrap
+from ttsgw.components import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -224,12 +224,6 @@ def named_server(name: str) -> Iterator[int]:
         server.shutdown()
         server.server_close()
         thread.join(5)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -178,8 +178,7 @@ def _count(registry, outcome):
         sample.value
         for metric in registry.collect()
         for sample in metric.samples
-        if sample.name == "ttsgw_filter_requests_total"
-        and sample.labels.get("outcome") == outcome
+        if sample.name == "ttsgw_filter_requests_total" and sample.labels.get("outcome") == outcome
     )
 
 

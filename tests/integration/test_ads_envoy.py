@@ -9,7 +9,6 @@ import dataclasses
 import json
 import os
 import random
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,17 +22,12 @@ from control_plane.xds.fleet import Fleet
 from control_plane.xds.resources import CLUSTER, PUSH_ORDER, SHORT_NAMES, Resources
 from control_plane.xds.server import create_xds_server
 from control_plane.xds.snapshot import Snapshot
+from ttsgw.components import free_port
 
 pytestmark = pytest.mark.e2e
 
 ENVOY = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "envoy"
 NODE_ID = "e2e-envoy"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bootstrap(xds_port: int) -> dict[str, Any]:
