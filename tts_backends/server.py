@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 
+from ttsgw import serving
+
 from .app import create_app
 from .engines.base import Engine
 from .errors import PortInUseError, StartupError
@@ -19,24 +21,15 @@ from .voice_registry import VoiceRegistry, create_voice_registry
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind before loading the engine, so a taken port fails fast, not after minutes of load."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP; without
-    # it every response on a kept-alive connection waited ~40 ms for Nagle + delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        return serving.bind_socket(host, port)
     except OSError as exc:
-        sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise PortInUseError(f"cannot listen on {host}:{port}: address already in use") from exc
         raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
 
 
-class WorkerServer:
+class WorkerServer(serving.SocketServer):
     """A uvicorn server with its bound socket; `load_error` is set if the engine failed."""
 
     def __init__(
@@ -47,9 +40,7 @@ class WorkerServer:
         voice_registry: VoiceRegistry | None = None,
     ) -> None:
         self.engine = engine
-        self.socket = sock
         self.host = settings.host
-        self.port: int = sock.getsockname()[1]
         self.load_error: Exception | None = None
         self.app = create_app(
             engine,
@@ -64,7 +55,7 @@ class WorkerServer:
             lifespan="on",
             timeout_graceful_shutdown=5,
         )
-        self.server = uvicorn.Server(config)
+        super().__init__(uvicorn.Server(config), sock)
 
     @property
     def url(self) -> str:
@@ -75,31 +66,13 @@ class WorkerServer:
         self.load_error = exc
         self.server.should_exit = True
 
-    async def serve(self) -> None:
-        try:
-            await self.server.serve(sockets=[self.socket])
-        finally:
-            self.socket.close()
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-
     @contextlib.asynccontextmanager
     async def running(self, *, wait_ready: float | None = 30.0) -> AsyncIterator[WorkerServer]:
         """Serve in a background task; with `wait_ready`, wait until the engine is warm."""
-        task = asyncio.create_task(self.serve())
-        try:
-            while not self.server.started:
-                if task.done():
-                    task.result()
-                    raise StartupError("worker server stopped during startup")
-                await asyncio.sleep(0.01)
+        async with self.serving(StartupError("worker server stopped during startup")):
             if wait_ready is not None:
                 await self._wait_ready(wait_ready)
             yield self
-        finally:
-            self.stop()
-            await task
 
     async def _wait_ready(self, timeout: float) -> None:
         lifecycle = self.app.state.lifecycle

@@ -30,6 +30,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from ttsgw.serving import SocketServer, bind_socket
 from ttsgw.telemetry import zipkin_proto
 from ttsgw.telemetry.errors import StartupError
 from ttsgw.telemetry.relay import (
@@ -264,48 +265,22 @@ async def _answer(
     await send({"type": "http.response.body", "body": body})
 
 
-class RelayServer:
+class RelayServer(SocketServer):
     """uvicorn around a ``SpanRelay`` on a socket bound up front (port 0 works in tests)."""
 
     def __init__(self, relay: SpanRelay, host: str, port: int) -> None:
-        import socket
-
         self.relay = relay
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.socket = socket.socket(family, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            self.socket.bind((host, port))
+            sock = bind_socket(host, port, backlog=1024)
         except OSError as exc:
-            self.socket.close()
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        self.socket.listen(1024)
-        self.port: int = self.socket.getsockname()[1]
         config = uvicorn.Config(relay, log_level="warning", access_log=False, lifespan="on")
-        self.server = uvicorn.Server(config)
-
-    async def serve(self) -> None:
-        try:
-            await self.server.serve(sockets=[self.socket])
-        finally:
-            self.socket.close()
-
-    def stop(self) -> None:
-        self.server.should_exit = True
+        super().__init__(uvicorn.Server(config), sock)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[RelayServer]:
-        task = asyncio.create_task(self.serve())
-        try:
-            while not self.server.started:
-                if task.done():
-                    task.result()
-                    raise StartupError("span relay stopped during startup")
-                await asyncio.sleep(0.01)
+        async with self.serving(StartupError("span relay stopped during startup")):
             yield self
-        finally:
-            self.stop()
-            await task
 
 
 def create_server(
