@@ -125,33 +125,29 @@ class BatchExecutor:
         )
 
     def _choose_rows(self) -> list[_Row]:
+        # self.rows holds only sessions still generating (_drop_finished runs after each
+        # iteration), so every row is a candidate.
         now, aging = self.scheduler.clock(), self.policy.aging_s
-        live = [r for r in self.rows if not r.session.finished]
-        ranked = sorted(live, key=lambda r: (r.ticket.effective_rank(now, aging), r.ticket.arrived))
+        rank = {r: r.ticket.effective_rank(now, aging) for r in self.rows}
+        ranked = sorted(self.rows, key=lambda r: (rank[r], r.ticket.arrived))
         if self._high_in_flight():
-            top = [r for r in ranked if r.ticket.effective_rank(now, aging) == 0]
-            rest = [r for r in ranked if r.ticket.effective_rank(now, aging) > 0]
+            top = [r for r in ranked if rank[r] == 0]
+            rest = [r for r in ranked if rank[r] > 0]
             ranked = top + rest[: self.policy.rows_beside_high]
         return ranked[: self.policy.max_batch_size]
 
     def _choose_jobs(self) -> list[_Pending]:
         # First chunks of new streams outrank later chunks of running ones, then priority.
         now, aging = self.scheduler.clock(), self.policy.aging_s
-        self.pending.sort(
-            key=lambda p: (
-                p.job.index > 0,
-                p.ticket.effective_rank(now, aging),
-                p.ticket.arrived,
-                p.job.index,
-            )
-        )
+        rank = {p: p.ticket.effective_rank(now, aging) for p in self.pending}
+        self.pending.sort(key=lambda p: (p.job.index > 0, rank[p], p.ticket.arrived, p.job.index))
         chosen = self.pending[: self.policy.max_batch_size]
         if self._high_in_flight():
             # A vocoder call over lower levels' backlog costs as much as dozens of LM
             # steps: while high generates, only rank-0 chunks (high, or aged) render.
-            chosen = [p for p in chosen if p.ticket.effective_rank(now, aging) == 0]
-        taken = set(map(id, chosen))
-        self.pending = [p for p in self.pending if id(p) not in taken]
+            chosen = [p for p in chosen if rank[p] == 0]
+        taken = set(chosen)
+        self.pending = [p for p in self.pending if p not in taken]
         return chosen
 
     def _iterate(

@@ -33,10 +33,9 @@ class Ticket:
 
     def effective_rank(self, now: float, aging_s: float) -> int:
         """The level's rank, raised one level per `aging_s` waited (0 is the best)."""
-        waited = now - self.arrived
-        return (
-            max(0, RANK[self.level] - int(waited // aging_s)) if aging_s > 0 else RANK[self.level]
-        )
+        if aging_s <= 0:
+            return RANK[self.level]
+        return max(0, RANK[self.level] - int((now - self.arrived) // aging_s))
 
     @property
     def done(self) -> bool:
