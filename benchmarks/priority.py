@@ -61,7 +61,9 @@ async def flood(url: str, rate: float, stop: asyncio.Event, results: list[Outcom
         await asyncio.gather(*tasks)
 
 
-async def engine_level(seconds: float, rate: float) -> tuple[float, float, int, int]:
+async def engine_level(
+    seconds: float, rate: float, rows_beside_high: int
+) -> tuple[float, float, int, int]:
     """The same experiment on the scheduler in this process, without HTTP.
 
     On a 2-core box the HTTP path (the worker's event loop, the flood's client) competes
@@ -71,7 +73,9 @@ async def engine_level(seconds: float, rate: float) -> tuple[float, float, int, 
     engine = SyntheticEngine()
     await engine.load()
     policy = SchedulerPolicy(
-        max_batch_size=16, queue_timeouts_s={"high": 30, "default": 20, "low": 5}
+        max_batch_size=16,
+        rows_beside_high=rows_beside_high,
+        queue_timeouts_s={"high": 30, "default": 20, "low": 5},
     )
     scheduler = Scheduler(engine, policy)
     counts = {"shed": 0, "served": 0}
@@ -117,9 +121,13 @@ def median_s(outcomes: list[Outcome]) -> float:
     return statistics.median(o.latency_s for o in outcomes if o.status == 200)
 
 
-async def main(seconds: float, device: str) -> int:
+async def main(seconds: float, device: str, rows_beside_high: int) -> int:
     async with synthetic_worker(
-        "priority", device=device, max_batch_size=16, queue_timeout_low_s=5
+        "priority",
+        device=device,
+        max_batch_size=16,
+        queue_timeout_low_s=5,
+        rows_beside_high=rows_beside_high,
     ) as url:
         await probe(url, "high", 2)  # warm-up
         idle = median_s(await probe(url, "high", 6))
@@ -133,7 +141,7 @@ async def main(seconds: float, device: str) -> int:
         stop.set()
         await flooding
     shed = sum(o.status == 429 for o in lows)
-    e_idle, e_busy, e_shed, e_served = await engine_level(seconds, 2 * capacity)
+    e_idle, e_busy, e_shed, e_served = await engine_level(seconds, 2 * capacity, rows_beside_high)
     print(f"capacity (low, batch 16):        {capacity:.2f} req/s; flood at {2 * capacity:.2f}")
     print(f"idle high median:                {idle * 1000:.0f} ms")
     print(
@@ -160,5 +168,11 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=20.0, help="overload probe time")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="worker device")
+    p.add_argument(
+        "--rows-beside-high",
+        type=int,
+        default=SchedulerPolicy().rows_beside_high,
+        help="lower-level batch rows kept while high is in flight (the worker's default)",
+    )
     args = p.parse_args()
-    raise SystemExit(run_main(main(args.seconds, args.device)))
+    raise SystemExit(run_main(main(args.seconds, args.device, args.rows_beside_high)))

@@ -31,8 +31,8 @@ class SchedulerPolicy:
     aging_s: float = 5.0
     # While a high-level request is in flight, lower levels keep at most this many batch
     # rows (the rest pause, keeping their state; aging still lifts them). 0 by default:
-    # measured on CPU, a 2-row step already costs ~1.5x a 1-row one, and high must keep
-    # its idle latency (benchmarks/priority.py).
+    # on CPU every extra row slows the step, and with 3 high's latency under a 2x low
+    # flood was 1.8x idle against 1.1x with 0 (benchmarks/priority.py).
     rows_beside_high: int = 0
     # Completions counted for the drain rate behind Retry-After and the wait estimate.
     drain_window_s: float = 10.0
