@@ -30,14 +30,15 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 from envoy.service.ext_proc.v3.external_processor_pb2_grpc import ExternalProcessorStub
 from prometheus_client import CollectorRegistry
 
-from gateway.cache.base import CachedResponse
-from gateway.cache.keys import request_key
 from gateway.cache.memory import MemoryCacheStore
-from gateway.config_client import GatewayConfig, ModelRoute, StaticConfigSource
+from gateway.config_client import StaticConfigSource
 from gateway.ext_proc import response_cache
 from gateway.ext_proc.server import create_server
 from gateway.settings import GatewaySettings
 from gateway.speech import parse_speech_request
+from ttsgw_contract.cache import CachedResponse
+from ttsgw_contract.cache_keys import request_key
+from ttsgw_contract.gateway_config import GatewayConfig, ModelRoute
 
 BODY = json.dumps({"model": "m", "input": "hello there", "voice": "alloy"}).encode()
 HEADERS = HeaderMap(

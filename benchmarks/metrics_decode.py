@@ -2,7 +2,7 @@
 
 A real Envoy (the venv's 1.40 binary) proxies one request to each of N static clusters
 (every 10th answered 500) and streams its stats to a capture server, twice: with no stats
-matcher, and with the bootstrap's own `stats_config` (gateway/bootstrap.py). For the flush
+matcher, and with the bootstrap's own `stats_config` (control_plane/bootstrap.py). For the flush
 each sends after the traffic it prints the size and the time to decode it with
 envoy-data-plane (betterproto2, a full parse) and with the control plane's decoder
 (control_plane/metrics/flush.py, only the fields the analysis reads), and checks that both
@@ -31,9 +31,9 @@ from typing import Any
 import grpc
 import httpx
 
+from control_plane.bootstrap import BootstrapOptions, render_bootstrap
 from control_plane.metrics.flush import parse_flush
 from control_plane.metrics.testing import StreamMetricsMessage
-from gateway.bootstrap import BootstrapOptions, render_bootstrap
 
 ENVOY = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "envoy"
 

@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from ttsgw_contract import limits
+
 # Names become Envoy cluster names and header values; keep them boring. Underscores
 # are reserved for the control plane's own clusters (e.g. ``ttsgw_ext_proc``).
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$", max_length=63)]
@@ -192,11 +194,15 @@ class GatewayPolicy(_Strict):
     # gets 401.
     require_api_keys: bool = False
 
-    max_input_chars: Annotated[int, Field(ge=1, le=1_000_000)] = 4096
-    max_prompt_audio_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 10 * 1024 * 1024
-    max_prompt_audio_seconds: Annotated[float, Field(gt=0, le=300)] = 30.0
-    min_speed: Annotated[float, Field(gt=0, le=10)] = 0.25
-    max_speed: Annotated[float, Field(gt=0, le=10)] = 4.0
+    # The speed range is the engines' (ttsgw_contract.limits): a policy may narrow it,
+    # never widen it past what the workers accept.
+    max_input_chars: Annotated[int, Field(ge=1, le=1_000_000)] = limits.DEFAULT_MAX_INPUT_CHARS
+    max_prompt_audio_bytes: Annotated[int, Field(ge=1024)] = limits.DEFAULT_MAX_PROMPT_AUDIO_BYTES
+    max_prompt_audio_seconds: Annotated[float, Field(gt=0, le=300)] = (
+        limits.DEFAULT_MAX_PROMPT_AUDIO_SECONDS
+    )
+    min_speed: Annotated[float, Field(ge=limits.MIN_SPEED, le=limits.MAX_SPEED)] = limits.MIN_SPEED
+    max_speed: Annotated[float, Field(ge=limits.MIN_SPEED, le=limits.MAX_SPEED)] = limits.MAX_SPEED
     cache_enabled: bool = True
     cache_max_entry_bytes: Annotated[int, Field(ge=1024, le=512 * 1024 * 1024)] = 8 * 1024 * 1024
 
@@ -204,6 +210,12 @@ class GatewayPolicy(_Strict):
     def _speed_range(self) -> GatewayPolicy:
         if self.min_speed > self.max_speed:
             raise ValueError("min_speed must not exceed max_speed")
+        if not limits.fits_transport(self.max_input_chars, self.max_prompt_audio_bytes):
+            raise ValueError(
+                "max_input_chars and max_prompt_audio_bytes together allow request bodies "
+                f"larger than the gateway's {limits.MAX_REQUEST_BODY_BYTES}-byte transport "
+                "limit; lower one of them"
+            )
         return self
 
 

@@ -86,7 +86,7 @@ async def serve(settings: ControlPlaneSettings, stop: asyncio.Event) -> None:
     cache_store = None
     if settings.redis_url:
         # Imported only when configured; admin scans may take longer than a request's budget.
-        from gateway.cache.redis_store import RedisCacheStore
+        from ttsgw_common.cache.redis_store import RedisCacheStore
 
         cache_store = RedisCacheStore(settings.redis_url, op_timeout_s=5.0, connect_timeout_s=1.0)
     queue_poller = QueuePoller(

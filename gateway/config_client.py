@@ -29,100 +29,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Protocol
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from gateway.errors import ConfigSourceError
+from ttsgw_contract.gateway_config import CONFIG_PATH, GatewayConfig, ModelRoute
 
 log = logging.getLogger(__name__)
-
-CONFIG_PATH = "/api/v1/gateway-config"
-
-
-class ModelRoute(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    backends: tuple[str, ...] = ()
-    # 0 = never cache this model; an old control plane that sends neither caches nothing.
-    cache_ttl_s: int = Field(default=0, ge=0)
-    # Changes whenever the model's splits change, so old entries are never served after.
-    cache_generation: str = "0"
-    # Every backend of the model serves /v1/voices; None: an older control plane that
-    # does not say, so the filter lets ?model= through and the worker decides.
-    clones_voices: bool | None = None
-
-    @property
-    def cacheable(self) -> bool:
-        """Cached only with one backend: a split model's answer must never cross variants."""
-        return self.cache_ttl_s > 0 and len(self.backends) == 1
-
-
-class SpeechLimits(BaseModel):
-    """What a speech request may carry; the defaults are the gateway contract's."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    max_input_chars: int = Field(default=4096, ge=1)
-    max_prompt_audio_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
-    max_prompt_audio_seconds: float = Field(default=30.0, gt=0)
-    min_speed: float = Field(default=0.25, gt=0)
-    max_speed: float = Field(default=4.0, gt=0)
-
-
-class CachePolicy(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    enabled: bool = True
-    max_entry_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
-
-
-class PriorityClass(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    level: Literal["high", "default", "low"] = "default"
-    rate_limit_rps: float | None = Field(default=None, gt=0)
-
-
-class AuthPolicy(BaseModel):
-    """API keys (as SHA-256 hashes) to priority classes, and whether a key is required."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    require_api_keys: bool = False
-    keys: Mapping[str, str] = Field(default_factory=dict)  # sha256 hex -> class name
-    classes: Mapping[str, PriorityClass] = Field(default_factory=dict)
-    # The value the filter stamps on requests it handled; routes that grant a priority
-    # match it, so a client cannot claim one while the filter is down.
-    route_secret: str = ""
-
-
-class VoicePolicy(BaseModel):
-    """Where the voice registry API (/v1/voices) goes when the client names no model."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    default_model: str | None = None
-
-
-class GatewayConfig(BaseModel):
-    """One immutable version of what the filter needs to know; swapped whole, never edited."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    version: str = Field(min_length=1)
-    revision: int = 0
-    models: Mapping[str, ModelRoute] = Field(default_factory=dict)
-    limits: SpeechLimits = Field(default_factory=SpeechLimits)
-    cache: CachePolicy = Field(default_factory=CachePolicy)
-    auth: AuthPolicy = Field(default_factory=AuthPolicy)
-    voices: VoicePolicy = Field(default_factory=VoicePolicy)
-
-    def known_models(self) -> list[str]:
-        return sorted(self.models)
 
 
 class GatewayConfigSource(Protocol):

@@ -12,16 +12,16 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from gateway.cache.base import CacheStore
-from gateway.cache.redis_store import RedisCacheStore
 from gateway.config_client import HttpConfigSource
 from gateway.errors import StartupError
 from gateway.ext_proc.server import create_server
 from gateway.metrics_server import MetricsServer
 from gateway.queue_client import HttpQueueStatusSource
 from gateway.settings import GatewaySettings
-from ttsgw.telemetry.emitter import Telemetry, setup_tracing
-from ttsgw.telemetry.settings import TracingSettings
+from ttsgw_common.cache.redis_store import RedisCacheStore
+from ttsgw_common.telemetry.emitter import Telemetry, setup_tracing
+from ttsgw_common.telemetry.settings import TracingSettings
+from ttsgw_contract.cache import CacheStore
 
 log = logging.getLogger("gateway")
 

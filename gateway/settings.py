@@ -37,7 +37,8 @@ class GatewaySettings(BaseSettings):
     # the translator's max_message_timeout of 60 s), so this must stay below that.
     cache_follower_wait_s: float = Field(default=30.0, ge=0, le=55)
     # Where the filter's spans go (Zipkin v2 JSON, normally the span relay); None: no spans.
-    # The sampling knobs are TTSGW_TRACING_* (ttsgw.telemetry.settings), shared with the relay.
+    # The sampling knobs are TTSGW_TRACING_* (ttsgw_common.telemetry.settings), shared
+    # with the relay.
     zipkin_url: str | None = None
     # GET /v1/queue: how long one copy of the control plane's queue view is served, and
     # how long fetching it may take (it must fit in Envoy's 500 ms message timeout).

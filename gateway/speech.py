@@ -17,8 +17,8 @@ from typing import Any, Literal
 import soundfile
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
-from gateway.config_client import SpeechLimits
 from gateway.errors import InvalidRequestError, PayloadTooLargeError
+from ttsgw_contract.limits import SpeechLimits
 
 RESPONSE_FORMATS = ("wav", "pcm", "flac", "mp3", "opus")
 STREAM_FORMATS = ("audio", "sse")

@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ttsgw.telemetry import log_context
+from ttsgw_common.telemetry import log_context
+from ttsgw_contract.headers import ENGINE_HEADER
 
 from .engines.base import Engine
 from .errors import OverloadedError, WorkerError
@@ -56,7 +57,7 @@ class EngineHeaderMiddleware:
 
     def __init__(self, app: ASGIApp, engine_name: str) -> None:
         self.app = app
-        self.header = (b"x-tts-engine", engine_name.encode("latin-1"))
+        self.header = (ENGINE_HEADER.encode(), engine_name.encode("latin-1"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

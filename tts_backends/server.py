@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 
-from ttsgw import serving
+from ttsgw_common import serving
 
 from .app import create_app
 from .engines.base import Engine

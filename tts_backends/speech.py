@@ -19,6 +19,8 @@ from fastapi.responses import Response, StreamingResponse
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from ttsgw_contract.headers import MODEL_HEADER, PRIORITY_HEADER
+
 from . import audio, streaming
 from .engines.base import Engine, SynthesisRequest
 from .errors import (
@@ -37,7 +39,6 @@ from .voices import resolve_voice
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("tts_backends")
 
-PRIORITY_HEADER = "x-tts-priority"
 # Nobody reads the answer to a request whose client left; nginx's code says what happened.
 CLIENT_CLOSED_STATUS = 499
 
@@ -147,7 +148,7 @@ class SpeechService:
     def _whole_response(
         self, body: SpeechRequest, fmt: audio.AudioFormat, payload: bytes, seconds: float
     ) -> Response:
-        headers = {"x-tts-model": body.model}
+        headers = {MODEL_HEADER: body.model}
         interval = self.settings.stream_chunk_interval_s
         if body.stream_format == "sse":
             events = streaming.sse_events(payload, streaming.Usage.of(body.input, seconds))
@@ -170,7 +171,7 @@ class SpeechService:
         # The first chunk is awaited here, so a failure before any audio is a JSON error.
         first = await until_disconnect(request, _first(chunks))
         pcm = self._pcm(chunks, first)
-        headers = {"x-tts-model": body.model}
+        headers = {MODEL_HEADER: body.model}
         interval = self.settings.stream_chunk_interval_s
         if body.stream_format == "sse":
             headers["cache-control"] = "no-cache"

@@ -6,7 +6,7 @@ with stage spans ``queue_wait``, ``text_frontend``, ``generate_tokens``, ``token
 parent is Envoy's upstream span (B3 headers). Without a Zipkin URL nothing is installed and
 those API calls are no-ops.
 
-Sampling follows ``ttsgw.telemetry``: full detail for the traces the shared ratio keeps;
+Sampling follows ``ttsgw_common.telemetry``: full detail for the traces the shared ratio keeps;
 for the rest, a failed (>= 400) or slow request still gets its server span, written after
 the fact with the error's code, so the relay can keep the trace. Spans carry sizes and
 codes, never the input text, audio bytes or API keys.
@@ -22,9 +22,14 @@ from typing import Any
 from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ttsgw.telemetry.emitter import PROPAGATOR, Telemetry, mark_error, setup_tracing
-from ttsgw.telemetry.log_context import LOG_FORMAT, TraceLogFilter, request_id_var, trace_id_var
-from ttsgw.telemetry.settings import TracingSettings
+from ttsgw_common.telemetry.emitter import PROPAGATOR, Telemetry, mark_error, setup_tracing
+from ttsgw_common.telemetry.log_context import (
+    LOG_FORMAT,
+    TraceLogFilter,
+    request_id_var,
+    trace_id_var,
+)
+from ttsgw_common.telemetry.settings import TracingSettings
 
 __all__ = [
     "LOG_FORMAT",

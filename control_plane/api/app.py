@@ -14,7 +14,7 @@ from control_plane.api.errors import install_error_handlers
 from control_plane.metrics.source import MetricsSource
 from control_plane.queue_status import QueuePoller
 from control_plane.service import ControlPlane
-from gateway.cache.base import CacheStore
+from ttsgw_contract.cache import CacheStore
 
 API_PREFIX = "/api/v1"
 

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from control_plane.errors import ControlPlaneError, StoreError
-from gateway.cache.base import CacheStore, CacheUnavailable
+from ttsgw_contract.cache import CacheStore, CacheUnavailable
 
 router = APIRouter(prefix="/cache", tags=["cache"])
 

@@ -30,7 +30,7 @@ from control_plane.translator.options import (
     TranslatorOptions,
 )
 from control_plane.translator.protos import ads, duration, packed, socket_address
-from gateway.ext_proc.modes import STATIC_MODE
+from ttsgw_contract.modes import STATIC_MODE
 
 EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
 ROUTER_FILTER = "envoy.filters.http.router"

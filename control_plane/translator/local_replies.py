@@ -24,7 +24,7 @@ from google.protobuf.struct_pb2 import Struct
 from google.protobuf.wrappers_pb2 import UInt32Value
 
 from control_plane.translator.protos import header
-from gateway.ext_proc.headers import PRIORITY_HEADER
+from ttsgw_contract.headers import PRIORITY_HEADER
 
 # (Envoy response flags, OpenAI error type, our error code, what the client should know)
 _MAPPINGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (

@@ -11,8 +11,6 @@ ZIPKIN_CLUSTER = "ttsgw_zipkin"
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
 STAT_PREFIX = "ttsgw"
 VIRTUAL_HOST = "ttsgw"
-BACKEND_HEADER = "x-tts-backend"
-DEGRADED_HEADER = "x-tts-degraded"
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,15 @@ from google.protobuf.wrappers_pb2 import UInt32Value
 
 from control_plane import domain
 from control_plane.errors import InvalidStateError
-from control_plane.translator.options import (
+from control_plane.translator.options import VIRTUAL_HOST, TranslatorOptions
+from control_plane.translator.protos import duration, header
+from ttsgw_contract.headers import (
     BACKEND_HEADER,
     DEGRADED_HEADER,
-    VIRTUAL_HOST,
-    TranslatorOptions,
+    FILTERED_HEADER,
+    MODEL_HEADER,
+    PRIORITY_HEADER,
 )
-from control_plane.translator.protos import duration, header
-from gateway.ext_proc.headers import FILTERED_HEADER, MODEL_HEADER, PRIORITY_HEADER
 
 # Envoy caps direct_response bodies at 4 KiB by default; /v1/models grows with the models.
 MAX_DIRECT_RESPONSE_BYTES = 1024 * 1024

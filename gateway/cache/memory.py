@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from gateway.cache.base import CachedResponse, CacheUnavailable, Outcome
-from gateway.cache.keys import KEY_PREFIX
-from gateway.cache.stats import FIELD_OF, FIELDS, summarise
+from ttsgw_common.cache.stats import FIELD_OF, FIELDS, summarise
+from ttsgw_contract.cache import CachedResponse, CacheUnavailable, Outcome
+from ttsgw_contract.cache_keys import KEY_PREFIX
 
 
 class MemoryCacheStore:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from gateway.cache.base import CachedResponse
+from ttsgw_contract.cache import CachedResponse
 
 
 class _Call:

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.config_client import AuthPolicy
 from gateway.errors import RateLimitedError, UnauthorizedError
+from ttsgw_contract.gateway_config import AuthPolicy
 
 ANONYMOUS = "anonymous"
 

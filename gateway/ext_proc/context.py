@@ -6,8 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gateway.cache.base import Outcome as CacheOutcome
 from gateway.cache.single_flight import Flight
+from ttsgw_contract.cache import Outcome as CacheOutcome
 
 if TYPE_CHECKING:
     from gateway.ext_proc.tracing import StreamTrace

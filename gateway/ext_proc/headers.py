@@ -7,15 +7,7 @@ from collections.abc import Iterable
 from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue, HeaderValueOption
 from envoy.service.ext_proc.v3.external_processor_pb2 import HeaderMutation
 
-# Headers that steer routing and scheduling; only the filter may set them.
-RESERVED_PREFIX = "x-tts-"
-MODEL_HEADER = "x-tts-model"
-# Set on every speech request the filter has seen, so Envoy's degraded route (meant for
-# when the filter is down) never answers a request the filter handled or rejected.
-FILTERED_HEADER = "x-tts-filtered"
-# The priority level (high | default | low) and class the filter resolved from the API key.
-PRIORITY_HEADER = "x-tts-priority"
-CLASS_HEADER = "x-tts-class"
+from ttsgw_contract.headers import RESERVED_PREFIX
 
 
 def header_dict(headers: HeaderMap) -> dict[str, str]:

@@ -17,12 +17,13 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 
 from gateway.config_client import GatewayConfigSource
 from gateway.ext_proc.context import Endpoint, Outcome, RequestContext
-from gateway.ext_proc.headers import MODEL_HEADER, mutation
+from gateway.ext_proc.headers import mutation
 from gateway.ext_proc.response_cache import ResponseCache
 from gateway.ext_proc.responses import continue_request_body, continue_unchanged
 from gateway.ext_proc.routing import require_known_model
 from gateway.ext_proc.tracing import annotate, child_span
 from gateway.speech import parse_speech_request
+from ttsgw_contract.headers import MODEL_HEADER
 
 
 class RequestBodyProcessor:

@@ -14,19 +14,12 @@ from gateway.config_client import GatewayConfigSource
 from gateway.errors import InvalidRequestError
 from gateway.ext_proc.admission import Admission
 from gateway.ext_proc.context import Endpoint, Outcome, RequestContext, classify
-from gateway.ext_proc.headers import (
-    CLASS_HEADER,
-    FILTERED_HEADER,
-    MODEL_HEADER,
-    PRIORITY_HEADER,
-    header_dict,
-    mutation,
-    reserved_headers,
-)
-from gateway.ext_proc.modes import CACHE_MODE, PASSTHROUGH_MODE
+from gateway.ext_proc.headers import header_dict, mutation, reserved_headers
 from gateway.ext_proc.queue_view import QueueView
 from gateway.ext_proc.responses import continue_request_headers
 from gateway.ext_proc.routing import require_known_model
+from ttsgw_contract.headers import CLASS_HEADER, FILTERED_HEADER, MODEL_HEADER, PRIORITY_HEADER
+from ttsgw_contract.modes import CACHE_MODE, PASSTHROUGH_MODE
 
 
 class RequestHeadersProcessor:

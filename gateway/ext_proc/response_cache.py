@@ -39,21 +39,19 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 )
 from envoy.type.v3.http_status_pb2 import HttpStatus
 
-from gateway.cache.base import CachedResponse, CacheStore, CacheUnavailable, Outcome
-from gateway.cache.keys import canonical_request, request_key
 from gateway.cache.single_flight import Flight, SingleFlight
-from gateway.config_client import GatewayConfig
 from gateway.ext_proc.context import CacheState
 from gateway.ext_proc.headers import header_dict, set_header
 from gateway.ext_proc.metrics import CacheMetrics
 from gateway.ext_proc.tracing import StreamTrace, child_span
 from gateway.speech import SpeechRequest
+from ttsgw_contract.cache import CachedResponse, CacheStore, CacheUnavailable, Outcome
+from ttsgw_contract.cache_keys import canonical_request, request_key
+from ttsgw_contract.gateway_config import GatewayConfig
+from ttsgw_contract.headers import BACKEND_HEADER, CACHE_HEADER, REQUEST_ID_HEADER
 
 log = logging.getLogger(__name__)
 
-CACHE_HEADER = "x-tts-cache"
-BACKEND_HEADER = "x-tts-backend"
-REQUEST_ID_HEADER = "x-request-id"
 SSE_MEDIA_TYPE = "text/event-stream"
 # The last event of a complete speech stream; a body without it was cut short.
 SSE_DONE = "speech.audio.done"

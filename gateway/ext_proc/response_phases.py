@@ -17,9 +17,10 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 
 from gateway.ext_proc.context import RequestContext
 from gateway.ext_proc.headers import mutation
-from gateway.ext_proc.modes import FILL_MODE
-from gateway.ext_proc.response_cache import CACHE_HEADER, ResponseCache
+from gateway.ext_proc.response_cache import ResponseCache
 from gateway.ext_proc.responses import continue_unchanged
+from ttsgw_contract.headers import CACHE_HEADER
+from ttsgw_contract.modes import FILL_MODE
 
 
 class ResponseHeadersProcessor:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.config_client import GatewayConfig
 from gateway.errors import ModelNotFoundError
+from ttsgw_contract.gateway_config import GatewayConfig
 
 # Past this many the message points at /v1/models instead of listing them all.
 _LIST_AT_MOST = 20

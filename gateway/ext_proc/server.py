@@ -8,7 +8,6 @@ from envoy.service.ext_proc.v3.external_processor_pb2_grpc import (
 )
 from prometheus_client import CollectorRegistry
 
-from gateway.cache.base import CacheStore
 from gateway.config_client import GatewayConfigSource
 from gateway.errors import StartupError
 from gateway.ext_proc.metrics import CacheMetrics, FilterMetrics
@@ -21,7 +20,8 @@ from gateway.ext_proc.response_phases import ResponseBodyProcessor, ResponseHead
 from gateway.ext_proc.stream import ExtProcService
 from gateway.queue_client import QueueStatusSource
 from gateway.settings import GatewaySettings
-from ttsgw.telemetry.emitter import Telemetry
+from ttsgw_common.telemetry.emitter import Telemetry
+from ttsgw_contract.cache import CacheStore
 
 # gRPC enables SO_REUSEPORT by default, which lets a second filter silently share a
 # taken port; turning it off makes "port in use" an error we can report.

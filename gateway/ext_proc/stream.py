@@ -26,7 +26,7 @@ from gateway.ext_proc.metrics import FilterMetrics
 from gateway.ext_proc.processor import Processor
 from gateway.ext_proc.responses import continue_unchanged, reject
 from gateway.ext_proc.tracing import PhaseSpan, StreamTrace
-from ttsgw.telemetry.emitter import Telemetry
+from ttsgw_common.telemetry.emitter import Telemetry
 
 log = logging.getLogger(__name__)
 

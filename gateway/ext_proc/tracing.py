@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from opentelemetry import context, trace
 from opentelemetry.context import Context
 
-from ttsgw.telemetry.emitter import Telemetry
+from ttsgw_common.telemetry.emitter import Telemetry
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 

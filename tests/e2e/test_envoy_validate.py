@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from google.protobuf.json_format import MessageToDict
 
+from control_plane.bootstrap import BootstrapOptions, render_bootstrap
 from control_plane.domain import (
     BackendSpec,
     DesiredState,
@@ -35,7 +36,6 @@ from control_plane.domain import (
 )
 from control_plane.translator import TranslatorOptions, translate
 from control_plane.xds.resources import Resources
-from gateway.bootstrap import BootstrapOptions, render_bootstrap
 from ttsgw.components import free_port
 
 pytestmark = pytest.mark.e2e

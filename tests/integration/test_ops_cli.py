@@ -22,11 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.cache.base import CachedResponse
-from gateway.cache.redis_store import RedisCacheStore
 from tests.redis_server import RedisServer, free_port
 from ttsgw import cli, components
 from ttsgw.components import StackSettings
+from ttsgw_common.cache.redis_store import RedisCacheStore
+from ttsgw_contract.cache import CachedResponse
 
 TOKEN = "ops-cli-test-token"
 TTSGW = Path(sys.executable).parent / "ttsgw"

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.cache.base import CachedResponse
-from gateway.cache.keys import request_key
-from gateway.cache.redis_store import RedisCacheStore
 from tests.redis_server import RedisServer
+from ttsgw_common.cache.redis_store import RedisCacheStore
+from ttsgw_contract.cache import CachedResponse
+from ttsgw_contract.cache_keys import request_key
 
 WAV = CachedResponse(body=b"RIFF\x00\nbinary\x00audio", content_type="audio/wav", backend="espeak")
 

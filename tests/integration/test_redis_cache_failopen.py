@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.cache.base import CachedResponse, CacheUnavailable
-from gateway.cache.keys import request_key
-from gateway.cache.redis_store import RedisCacheStore
 from tests.redis_server import RedisServer
+from ttsgw_common.cache.redis_store import RedisCacheStore
+from ttsgw_contract.cache import CachedResponse, CacheUnavailable
+from ttsgw_contract.cache_keys import request_key
 
 WAV = CachedResponse(body=b"RIFF-audio", content_type="audio/wav", backend="espeak")
 KEY = request_key("espeak", "g1", {"input": "hello"})

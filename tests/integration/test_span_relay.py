@@ -8,8 +8,8 @@ import socket
 import httpx
 
 from tests.e2e.zipkin_receiver import running_receiver
-from ttsgw.telemetry.relay_server import create_server
-from ttsgw.telemetry.settings import TracingSettings
+from ttsgw_common.telemetry.relay_server import create_server
+from ttsgw_common.telemetry.settings import TracingSettings
 
 OUT_OF_RATIO = "0" * 16 + "ffffffffffffffff"
 
@@ -85,7 +85,7 @@ async def test_a_dead_collector_is_counted_and_the_relay_keeps_answering() -> No
 
 
 async def test_envoys_protobuf_reports_are_decided_and_forwarded_as_json() -> None:
-    from ttsgw.telemetry import zipkin_proto
+    from ttsgw_common.telemetry import zipkin_proto
 
     spans = zipkin_proto.ListOfSpans()
     for trace_id, status in ((bytes.fromhex(OUT_OF_RATIO), "500"), (b"\x11" * 16, "200")):

@@ -16,8 +16,8 @@ from control_plane.translator import TranslatorOptions
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.fleet import Fleet
 from control_plane.xds.resources import ROUTE
-from gateway.cache.base import CachedResponse
 from gateway.cache.memory import MemoryCacheStore
+from ttsgw_contract.cache import CachedResponse
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -6,9 +6,9 @@ import hashlib
 
 import pytest
 
-from gateway.config_client import AuthPolicy, PriorityClass
 from gateway.errors import RateLimitedError, UnauthorizedError
 from gateway.ext_proc.admission import Admission, bearer_key
+from ttsgw_contract.gateway_config import AuthPolicy, PriorityClass
 
 
 def _hash(key: str) -> str:

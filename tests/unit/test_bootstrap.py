@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bootstrap import XDS_CLUSTER, BootstrapOptions, render_bootstrap, run
+from control_plane.bootstrap import XDS_CLUSTER, BootstrapOptions, render_bootstrap, run
 
 
 def test_defaults() -> None:

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from gateway.cache.base import CachedResponse
-from gateway.cache.keys import canonical_request, entry_pattern, request_key, stats_key
+from ttsgw_contract.cache import CachedResponse
+from ttsgw_contract.cache_keys import canonical_request, entry_pattern, request_key, stats_key
 
 
 def _canonical(**overrides: object) -> dict[str, object]:

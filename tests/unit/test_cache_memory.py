@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.cache.base import CachedResponse, CacheUnavailable
-from gateway.cache.keys import request_key
 from gateway.cache.memory import MemoryCacheStore
+from ttsgw_contract.cache import CachedResponse, CacheUnavailable
+from ttsgw_contract.cache_keys import request_key
 
 WAV = CachedResponse(body=b"RIFF-audio", content_type="audio/wav", backend="espeak")
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from gateway.cache.base import CachedResponse
 from gateway.cache.single_flight import SingleFlight
+from ttsgw_contract.cache import CachedResponse
 
 WAV = CachedResponse(body=b"RIFF-audio", content_type="audio/wav", backend="espeak")
 

@@ -27,10 +27,10 @@ from control_plane.translator import TranslatorOptions
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.fleet import Fleet
 from control_plane.xds.metrics import XdsMetrics
-from gateway.cache.redis_store import RedisCacheStore
 from gateway.config_client import StaticConfigSource
 from gateway.ext_proc.metrics import CacheMetrics, FilterMetrics
 from tts_backends.metrics import WorkerMetrics
+from ttsgw_common.cache.redis_store import RedisCacheStore
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 _NOT_METRICS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",

@@ -17,12 +17,13 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 from prometheus_client import CollectorRegistry
 
 from gateway.cache.memory import MemoryCacheStore
-from gateway.config_client import CachePolicy, GatewayConfig, ModelRoute, StaticConfigSource
+from gateway.config_client import StaticConfigSource
 from gateway.ext_proc.metrics import CacheMetrics, FilterMetrics
-from gateway.ext_proc.modes import CACHE_MODE, FILL_MODE
 from gateway.ext_proc.response_cache import ResponseCache
 from gateway.ext_proc.server import build_processors
 from gateway.ext_proc.stream import ExtProcService
+from ttsgw_contract.gateway_config import CachePolicy, GatewayConfig, ModelRoute
+from ttsgw_contract.modes import CACHE_MODE, FILL_MODE
 
 AUDIO = b"RIFF" + b"\x01" * 5000
 

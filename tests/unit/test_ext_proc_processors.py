@@ -16,10 +16,10 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 from gateway.config_client import StaticConfigSource
 from gateway.errors import InvalidRequestError, ModelNotFoundError, RequestRejected
 from gateway.ext_proc.context import Endpoint, Outcome, RequestContext
-from gateway.ext_proc.modes import PASSTHROUGH_MODE
 from gateway.ext_proc.request_body import RequestBodyProcessor
 from gateway.ext_proc.request_headers import RequestHeadersProcessor
 from gateway.ext_proc.responses import reject
+from ttsgw_contract.modes import PASSTHROUGH_MODE
 
 
 def headers_request(

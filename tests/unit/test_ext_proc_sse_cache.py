@@ -9,7 +9,6 @@ import json
 import pytest
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingResponse
 
-from gateway.ext_proc.modes import FILL_MODE
 from tests.unit.test_ext_proc_cache import (
     Harness,
     Stream,
@@ -19,6 +18,7 @@ from tests.unit.test_ext_proc_cache import (
     response_header,
     speech_body,
 )
+from ttsgw_contract.modes import FILL_MODE
 
 SSE_TYPE = "text/event-stream; charset=utf-8"
 

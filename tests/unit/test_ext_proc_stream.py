@@ -16,10 +16,11 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 )
 from prometheus_client import CollectorRegistry
 
-from gateway.config_client import AuthPolicy, PriorityClass, StaticConfigSource
+from gateway.config_client import StaticConfigSource
 from gateway.ext_proc.metrics import FilterMetrics
 from gateway.ext_proc.server import build_processors
 from gateway.ext_proc.stream import ExtProcService
+from ttsgw_contract.gateway_config import AuthPolicy, PriorityClass
 
 
 def _headers(method: str, path: str, api_key: str | None = None) -> ProcessingRequest:

@@ -8,11 +8,12 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import HttpHeaders, Proces
 
 from control_plane.domain import BackendSpec, ModelSpec, Split, default_state
 from control_plane.gateway_contract import gateway_config
-from gateway.config_client import GatewayConfig, StaticConfigSource
+from gateway.config_client import StaticConfigSource
 from gateway.errors import InvalidRequestError, ModelNotFoundError, UnauthorizedError
 from gateway.ext_proc.context import Endpoint, Outcome, RequestContext, classify
-from gateway.ext_proc.modes import PASSTHROUGH_MODE
 from gateway.ext_proc.request_headers import RequestHeadersProcessor
+from ttsgw_contract.gateway_config import GatewayConfig
+from ttsgw_contract.modes import PASSTHROUGH_MODE
 
 
 def config_of(state=None, **policy) -> GatewayConfig:

@@ -9,12 +9,13 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.config_client import GatewayConfig, ModelRoute, StaticConfigSource
+from gateway.config_client import StaticConfigSource
 from gateway.errors import RequestRejected
 from gateway.ext_proc.context import Endpoint, RequestContext
 from gateway.ext_proc.request_body import RequestBodyProcessor
 from gateway.speech import SpeechRequest, parse_speech_request
 from tests.unit.test_ext_proc_processors import body_request
+from ttsgw_contract.gateway_config import GatewayConfig, ModelRoute
 
 FIELDS = [
     "model", "input", "voice", "response_format", "speed", "instructions",

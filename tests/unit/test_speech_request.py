@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from gateway.config_client import SpeechLimits
 from gateway.errors import InvalidRequestError, PayloadTooLargeError, RequestRejected
 from gateway.speech import parse_speech_request
+from ttsgw_contract.limits import SpeechLimits
 
 
 def wav(seconds: float = 1.0, rate: int = 16_000, fmt: str = "WAV") -> bytes:

@@ -9,7 +9,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway.ext_proc.tracing import StreamTrace, annotate, child_span
-from ttsgw.telemetry.emitter import Telemetry, setup_tracing
+from ttsgw_common.telemetry.emitter import Telemetry, setup_tracing
 
 IN_RATIO = "0" * 16 + "0000000000000001"
 OUT_OF_RATIO = "0" * 16 + "ffffffffffffffff"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
 
-from ttsgw.telemetry.relay import SamplerPolicy, TailSampler, Verdict
-from ttsgw.telemetry.sampling import keeps
+from ttsgw_common.telemetry.relay import SamplerPolicy, TailSampler, Verdict
+from ttsgw_common.telemetry.sampling import keeps
 
 IN_RATIO = "0" * 16 + "0000000000000001"  # low 64 bits tiny: kept at any ratio > 0
 OUT_OF_RATIO = "0" * 16 + "ffffffffffffffff"

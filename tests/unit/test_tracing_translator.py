@@ -9,10 +9,10 @@ from envoy.extensions.filters.network.http_connection_manager.v3.http_connection
 )
 from pydantic import ValidationError
 
+from control_plane.bootstrap import BootstrapOptions, render_bootstrap
 from control_plane.domain import default_state
 from control_plane.settings import ControlPlaneSettings
 from control_plane.translator import TracingOptions, TranslatorOptions, translate
-from gateway.bootstrap import BootstrapOptions, render_bootstrap
 
 
 def hcm(options: TranslatorOptions) -> HttpConnectionManager:

@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
 from tts_backends.tracing import TraceLogFilter, TracingMiddleware, setup_worker_tracing
-from ttsgw.telemetry.emitter import Telemetry, setup_tracing
-from ttsgw.telemetry.log_context import ids
+from ttsgw_common.telemetry.emitter import Telemetry, setup_tracing
+from ttsgw_common.telemetry.log_context import ids
 
 TRACE_IN = "0" * 16 + "0000000000000001"  # in any ratio > 0
 TRACE_OUT = "0" * 16 + "ffffffffffffffff"  # in no ratio < 1

@@ -9,8 +9,8 @@ from opentelemetry.exporter.zipkin.json.v2 import JsonV2Encoder
 from opentelemetry.exporter.zipkin.node_endpoint import NodeEndpoint
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from ttsgw.telemetry.emitter import mark_error, setup_tracing
-from ttsgw.telemetry.zipkin_json import LeanJsonV2Encoder, lean_zipkin_exporter
+from ttsgw_common.telemetry.emitter import mark_error, setup_tracing
+from ttsgw_common.telemetry.zipkin_json import LeanJsonV2Encoder, lean_zipkin_exporter
 
 # The tags OTel's encoder copies onto every span, which the lean one leaves out.
 COPIED = ("telemetry.sdk.", "service.", "otel.library.", "otel.scope.")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from google.protobuf.message import DecodeError
 
-from ttsgw.telemetry import zipkin_proto
-from ttsgw.telemetry.relay import SamplerPolicy, TailSampler, Verdict, digest_json
+from ttsgw_common.telemetry import zipkin_proto
+from ttsgw_common.telemetry.relay import SamplerPolicy, TailSampler, Verdict, digest_json
 
 TRACE = bytes.fromhex("0123456789abcdef0011223344556677")
 ROOT_ID, CHILD_ID = 0x1A2B3C4D5E6F7081, 0x0102030405060708

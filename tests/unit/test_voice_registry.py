@@ -13,8 +13,6 @@ import pytest
 import soundfile as sf
 from redis.asyncio import Redis
 
-from gateway.cache.base import CachedResponse
-from gateway.cache.redis_store import RedisCacheStore
 from tests.fakes.fake_voice_registry import InMemoryVoiceRegistry
 from tests.redis_server import RedisServer, _ping, free_port
 from tts_backends.errors import (
@@ -32,6 +30,8 @@ from tts_backends.voice_registry import (
     resolve_cloned,
 )
 from ttsgw import components
+from ttsgw_common.cache.redis_store import RedisCacheStore
+from ttsgw_contract.cache import CachedResponse
 
 
 def clip(rate: int = 16_000, seconds: float = 1.5, fmt: str = "WAV") -> bytes:

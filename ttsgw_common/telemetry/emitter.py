@@ -36,8 +36,8 @@ from opentelemetry.util.types import AttributeValue
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from ttsgw.telemetry.sampling import keeps
-from ttsgw.telemetry.zipkin_json import lean_zipkin_exporter
+from ttsgw_common.telemetry.sampling import keeps
+from ttsgw_common.telemetry.zipkin_json import lean_zipkin_exporter
 
 log = logging.getLogger(__name__)
 

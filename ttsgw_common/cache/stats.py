@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gateway.cache.base import Outcome
+from ttsgw_contract.cache import Outcome
 
 FIELDS = ("hits", "misses", "bypasses", "bytes_served")
 

@@ -10,9 +10,9 @@ import sys
 
 from pydantic import ValidationError
 
-from ttsgw.telemetry.errors import StartupError
-from ttsgw.telemetry.relay_server import create_server
-from ttsgw.telemetry.settings import TracingSettings
+from ttsgw_common.telemetry.errors import StartupError
+from ttsgw_common.telemetry.relay_server import create_server
+from ttsgw_common.telemetry.settings import TracingSettings
 
 
 def parse_settings(argv: list[str] | None) -> TracingSettings:

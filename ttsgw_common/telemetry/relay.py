@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttsgw.telemetry.sampling import keeps
+from ttsgw_common.telemetry.sampling import keeps
 
 # A Zipkin v2 span as reported: a JSON object (dict), or a ``zipkin.proto3.Span`` message
 # (zipkin_proto.py) that stays a message unless its trace is kept.

@@ -24,7 +24,7 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from ttsgw.telemetry.relay import Digest
+from ttsgw_common.telemetry.relay import Digest
 
 CONTENT_TYPE = "application/x-protobuf"
 

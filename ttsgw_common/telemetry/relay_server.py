@@ -30,16 +30,16 @@ from prometheus_client import (
     generate_latest,
 )
 
-from ttsgw.serving import SocketServer, bind_socket
-from ttsgw.telemetry import zipkin_proto
-from ttsgw.telemetry.errors import StartupError
-from ttsgw.telemetry.relay import (
+from ttsgw_common.serving import SocketServer, bind_socket
+from ttsgw_common.telemetry import zipkin_proto
+from ttsgw_common.telemetry.errors import StartupError
+from ttsgw_common.telemetry.relay import (
     Outcome,
     SamplerPolicy,
     Span,
     TailSampler,
 )
-from ttsgw.telemetry.settings import TracingSettings
+from ttsgw_common.telemetry.settings import TracingSettings
 
 log = logging.getLogger(__name__)
 

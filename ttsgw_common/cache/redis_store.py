@@ -25,9 +25,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.cache.base import CachedResponse, CacheUnavailable, Outcome
-from gateway.cache.keys import STATS_PREFIX, entry_pattern, model_of_stats_key, stats_key
-from gateway.cache.stats import FIELD_OF, summarise
+from ttsgw_common.cache.stats import FIELD_OF, summarise
+from ttsgw_contract.cache import CachedResponse, CacheUnavailable, Outcome
+from ttsgw_contract.cache_keys import STATS_PREFIX, entry_pattern, model_of_stats_key, stats_key
 
 log = logging.getLogger(__name__)
 
