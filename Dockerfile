@@ -10,6 +10,8 @@ COPY gateway gateway
 COPY tts_backends tts_backends
 COPY admin_ui admin_ui
 COPY ttsgw ttsgw
+COPY ttsgw_common ttsgw_common
+COPY ttsgw_contract ttsgw_contract
 # The worker extra brings torch; for a CPU-only image add
 # --extra-index-url https://download.pytorch.org/whl/cpu
 RUN pip install --no-cache-dir ".[worker]"
