@@ -4,7 +4,7 @@ PY        := $(VENV)/bin/python
 STATE_DIR ?= .ttsgw
 STAMP     := $(VENV)/.installed
 
-.PHONY: setup up test lint clean
+.PHONY: setup up test test-fast lint clean
 
 setup: $(STAMP)
 	@scripts/system-packages.sh
@@ -23,13 +23,19 @@ up: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy control_plane gateway tts_backends ttsgw
+	$(VENV)/bin/mypy ttsgw_contract ttsgw_common control_plane gateway tts_backends ttsgw
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The quick loop before `make test`: no real Envoy, so no e2e stacks (CI still runs `make test`).
+test-fast: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy ttsgw_contract ttsgw_common control_plane gateway tts_backends ttsgw
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e" tests/unit tests/integration
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy control_plane gateway tts_backends ttsgw
+	$(VENV)/bin/mypy ttsgw_contract ttsgw_common control_plane gateway tts_backends ttsgw
 
 clean:
 	rm -rf $(VENV) build *.egg-info

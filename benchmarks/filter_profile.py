@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.cache.memory import MemoryCacheStore
 from gateway.config_client import StaticConfigSource
-from gateway.ext_proc import response_cache
+from gateway.ext_proc.response_cache import _canonical
 from gateway.ext_proc.server import create_server
 from gateway.settings import GatewaySettings
 from gateway.speech import parse_speech_request
@@ -72,7 +72,7 @@ async def main(hits: int, concurrency: int) -> None:
     settings = GatewaySettings(ext_proc_port=0, metrics_port=0)
     server, port = create_server(settings, source, CollectorRegistry(), store=store)
     await server.start()
-    key = request_key("m", "g", response_cache._canonical(parse_speech_request(BODY)))
+    key = request_key("m", "g", _canonical(parse_speech_request(BODY)))
     await store.put(key, CachedResponse(b"x" * 100_000, "audio/wav", "b"), 3600)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = ExternalProcessorStub(channel)

@@ -14,9 +14,11 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     field_validator,
     model_validator,
@@ -29,6 +31,13 @@ from ttsgw_contract import limits
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$", max_length=63)]
 BackendKind = Literal["espeak", "cosyvoice3", "openai-compatible"]
 
+# Accept what the OpenAPI schema says and nothing pydantic's lax mode would coerce: a
+# "10" or a true for an integer is a client bug, not a weight. Strict floats still take
+# integers, since JSON has one number type.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -36,23 +45,23 @@ class _Strict(BaseModel):
 
 class Endpoint(_Strict):
     host: Annotated[str, StringConstraints(min_length=1, max_length=253)]
-    port: Annotated[int, Field(ge=1, le=65535)]
+    port: Annotated[Int, Field(ge=1, le=65535)]
 
 
 class HealthCheck(_Strict):
-    enabled: bool = True
+    enabled: Bool = True
     path: Annotated[str, StringConstraints(pattern=r"^/")] = "/health"
-    interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
-    timeout_s: Annotated[float, Field(gt=0, le=600)] = 5.0
-    unhealthy_threshold: Annotated[int, Field(ge=1, le=100)] = 2
-    healthy_threshold: Annotated[int, Field(ge=1, le=100)] = 2
+    interval_s: Annotated[Float, Field(gt=0, le=3600)] = 10.0
+    timeout_s: Annotated[Float, Field(gt=0, le=600)] = 5.0
+    unhealthy_threshold: Annotated[Int, Field(ge=1, le=100)] = 2
+    healthy_threshold: Annotated[Int, Field(ge=1, le=100)] = 2
 
 
 class CircuitBreaker(_Strict):
-    max_connections: Annotated[int, Field(ge=1)] = 1024
-    max_pending_requests: Annotated[int, Field(ge=1)] = 10
-    max_requests: Annotated[int, Field(ge=1)] = 20
-    max_retries: Annotated[int, Field(ge=0)] = 3
+    max_connections: Annotated[Int, Field(ge=1)] = 1024
+    max_pending_requests: Annotated[Int, Field(ge=1)] = 10
+    max_requests: Annotated[Int, Field(ge=1)] = 20
+    max_retries: Annotated[Int, Field(ge=0)] = 3
 
 
 class CircuitBreakers(_Strict):
@@ -63,12 +72,12 @@ class CircuitBreakers(_Strict):
 
 
 class OutlierDetection(_Strict):
-    enabled: bool = True
-    consecutive_5xx: Annotated[int, Field(ge=1)] = 5
-    consecutive_gateway_failure: Annotated[int, Field(ge=1)] = 5
-    interval_s: Annotated[float, Field(gt=0)] = 10.0
-    base_ejection_time_s: Annotated[float, Field(gt=0)] = 30.0
-    max_ejection_percent: Annotated[int, Field(ge=0, le=100)] = 50
+    enabled: Bool = True
+    consecutive_5xx: Annotated[Int, Field(ge=1)] = 5
+    consecutive_gateway_failure: Annotated[Int, Field(ge=1)] = 5
+    interval_s: Annotated[Float, Field(gt=0)] = 10.0
+    base_ejection_time_s: Annotated[Float, Field(gt=0)] = 30.0
+    max_ejection_percent: Annotated[Int, Field(ge=0, le=100)] = 50
 
 
 class BackendSpec(_Strict):
@@ -77,7 +86,7 @@ class BackendSpec(_Strict):
     health_check: HealthCheck = HealthCheck()
     circuit_breakers: CircuitBreakers = CircuitBreakers()
     outlier_detection: OutlierDetection = OutlierDetection()
-    connect_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    connect_timeout_s: Annotated[Float, Field(gt=0, le=300)] = 10.0
 
 
 class BackendPublic(BackendSpec):
@@ -86,7 +95,22 @@ class BackendPublic(BackendSpec):
 
 class Split(_Strict):
     backend: Name
-    weight: Annotated[int, Field(ge=0, le=10_000)]
+    weight: Annotated[Int, Field(ge=0, le=10_000)]
+
+
+def _weights_make_sense(splits: list[Split]) -> list[Split]:
+    if not any(s.weight > 0 for s in splits):
+        raise ValueError("at least one weight must be above 0")
+    names = [s.backend for s in splits]
+    if len(set(names)) != len(names):
+        raise ValueError("each backend may appear only once")
+    return splits
+
+
+# A model's traffic split; the same rules wherever splits are written (a model, PUT .../splits).
+Splits = Annotated[
+    list[Split], Field(min_length=1, max_length=64), AfterValidator(_weights_make_sense)
+]
 
 
 # Envoy's HTTP retry conditions (x-envoy-retry-on). Checked here so a typo is a 422
@@ -110,8 +134,8 @@ RETRY_ON_CONDITIONS = frozenset(
 
 class RetryPolicy(_Strict):
     retry_on: str = "gateway-error,connect-failure,refused-stream"
-    num_retries: Annotated[int, Field(ge=0, le=10)] = 3
-    per_try_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    num_retries: Annotated[Int, Field(ge=0, le=10)] = 3
+    per_try_timeout_s: Annotated[Float, Field(gt=0, le=3600)] = 30.0
 
     @field_validator("retry_on")
     @classmethod
@@ -131,11 +155,11 @@ RESERVED_HEADER_PREFIXES = ("x-tts-", "x-envoy-")
 
 
 class ModelSpec(_Strict):
-    splits: Annotated[list[Split], Field(min_length=1, max_length=64)]
-    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    splits: Splits
+    timeout_s: Annotated[Float, Field(gt=0, le=3600)] = 60.0
     retry_policy: RetryPolicy = RetryPolicy()
     # How long the gateway may answer a repeated request from its cache; 0 never caches.
-    cache_ttl_s: Annotated[int, Field(ge=0, le=30 * 24 * 3600)] = 3600
+    cache_ttl_s: Annotated[Int, Field(ge=0, le=30 * 24 * 3600)] = 3600
     # Sticky A/B: the split is picked by a hash of this request header (e.g. x-user-id),
     # so a user gets the same variant on every proxy; without the header it is random.
     sticky_header: HeaderName | None = None
@@ -149,16 +173,6 @@ class ModelSpec(_Strict):
                 "clients cannot set it, so every request would be random"
             )
         return value
-
-    @field_validator("splits")
-    @classmethod
-    def _weights_make_sense(cls, splits: list[Split]) -> list[Split]:
-        if not any(s.weight > 0 for s in splits):
-            raise ValueError("at least one weight must be above 0")
-        names = [s.backend for s in splits]
-        if len(set(names)) != len(names):
-            raise ValueError("each backend may appear only once")
-        return splits
 
 
 class ModelPublic(ModelSpec):
@@ -175,7 +189,7 @@ class PriorityClassSpec(_Strict):
     level: PriorityLevel = "default"
     api_key_hashes: Annotated[list[KeyHash], Field(max_length=1000)] = []
     # Requests per second for the whole class, per gateway filter; None: unlimited.
-    rate_limit_rps: Annotated[float, Field(gt=0, le=1_000_000)] | None = None
+    rate_limit_rps: Annotated[Float, Field(gt=0, le=1_000_000)] | None = None
 
 
 class PriorityClassPublic(_Strict):
@@ -183,7 +197,7 @@ class PriorityClassPublic(_Strict):
 
     name: Name
     level: PriorityLevel
-    rate_limit_rps: float | None
+    rate_limit_rps: Float | None
     keys: list[str]
 
 
@@ -192,19 +206,19 @@ class GatewayPolicy(_Strict):
 
     # Off by default so OpenAI code works unchanged; on, a request without a known key
     # gets 401.
-    require_api_keys: bool = False
+    require_api_keys: Bool = False
 
     # The speed range is the engines' (ttsgw_contract.limits): a policy may narrow it,
     # never widen it past what the workers accept.
-    max_input_chars: Annotated[int, Field(ge=1, le=1_000_000)] = limits.DEFAULT_MAX_INPUT_CHARS
-    max_prompt_audio_bytes: Annotated[int, Field(ge=1024)] = limits.DEFAULT_MAX_PROMPT_AUDIO_BYTES
-    max_prompt_audio_seconds: Annotated[float, Field(gt=0, le=300)] = (
+    max_input_chars: Annotated[Int, Field(ge=1, le=1_000_000)] = limits.DEFAULT_MAX_INPUT_CHARS
+    max_prompt_audio_bytes: Annotated[Int, Field(ge=1024)] = limits.DEFAULT_MAX_PROMPT_AUDIO_BYTES
+    max_prompt_audio_seconds: Annotated[Float, Field(gt=0, le=300)] = (
         limits.DEFAULT_MAX_PROMPT_AUDIO_SECONDS
     )
-    min_speed: Annotated[float, Field(ge=limits.MIN_SPEED, le=limits.MAX_SPEED)] = limits.MIN_SPEED
-    max_speed: Annotated[float, Field(ge=limits.MIN_SPEED, le=limits.MAX_SPEED)] = limits.MAX_SPEED
-    cache_enabled: bool = True
-    cache_max_entry_bytes: Annotated[int, Field(ge=1024, le=512 * 1024 * 1024)] = 8 * 1024 * 1024
+    min_speed: Annotated[Float, Field(ge=limits.MIN_SPEED, le=limits.MAX_SPEED)] = limits.MIN_SPEED
+    max_speed: Annotated[Float, Field(ge=limits.MIN_SPEED, le=limits.MAX_SPEED)] = limits.MAX_SPEED
+    cache_enabled: Bool = True
+    cache_max_entry_bytes: Annotated[Int, Field(ge=1024, le=512 * 1024 * 1024)] = 8 * 1024 * 1024
 
     @model_validator(mode="after")
     def _speed_range(self) -> GatewayPolicy:

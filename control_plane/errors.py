@@ -3,6 +3,7 @@
 ControlPlaneError
 ├── InvalidStateError        422  the desired state breaks a rule; names the field
 ├── ConflictError            409  a reference would dangle, or a rollout owns the model
+├── ForbiddenError           403  the token's role may not call this endpoint
 ├── NotFoundError            404  no such backend, model or revision
 ├── PreconditionFailedError  412  If-Match names a revision that is no longer the head
 ├── InconsistentSnapshotError     the translator produced resources that reference
@@ -32,6 +33,11 @@ class InvalidStateError(ControlPlaneError):
 class ConflictError(ControlPlaneError):
     status = 409
     code = "conflict"
+
+
+class ForbiddenError(ControlPlaneError):
+    status = 403
+    code = "forbidden"
 
 
 class NotFoundError(ControlPlaneError):

@@ -97,6 +97,7 @@ async def serve(settings: ControlPlaneSettings, stop: asyncio.Event) -> None:
     app = create_app(
         control_plane,
         admin_token=settings.resolve_admin_token(),
+        dataplane_token=settings.resolve_dataplane_token(),
         registry=registry,
         cache_store=cache_store,
         metrics_source=metrics_source,
@@ -155,6 +156,9 @@ def run(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(main())
+    except ValueError as exc:  # the tokens (control_plane/tokens.py): nothing else to free
+        print(f"ttsgw control-plane: {exc}", file=sys.stderr)
+        return 2
     except (OSError, ControlPlaneError) as exc:
         print(
             f"ttsgw control-plane: {exc}; free the port or pick another with "

@@ -22,27 +22,34 @@ with a weight above 0:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import httpx
 
 from control_plane.domain import DesiredState, ModelSpec
+from ttsgw_common.bearer_poller import PollTask, bearer_client
+from ttsgw_contract.queue_status import (
+    LEVELS,
+    BackendQueue,
+    Busy,
+    EndpointCounts,
+    EndpointQueue,
+    LevelQueue,
+    ModelQueue,
+    QueueAggregate,
+)
 
 log = logging.getLogger(__name__)
 
-LEVELS = ("high", "default", "low")
 QUEUE_PATH = "/v1/queue"
 # A level this full (summed depth / summed limit) is one burst away from shedding.
 OVERLOADED_FILL = 0.8
 # Polls in flight at once: a thousand endpoints must not open a thousand sockets at once.
 MAX_CONCURRENT_POLLS = 64
-
-Busy = Literal["idle", "busy", "overloaded", "unknown"]
 
 
 class QueueFetcher(Protocol):
@@ -59,8 +66,8 @@ class HttpQueueFetcher:
     def __init__(
         self, *, timeout_s: float = 0.5, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
-        # Workers are internal peers; an environment proxy would only add a hop that fails.
-        self._client = httpx.AsyncClient(timeout=timeout_s, transport=transport, trust_env=False)
+        # Workers are the control plane's own peers and take no token.
+        self._client = bearer_client(timeout=timeout_s, transport=transport)
 
     async def fetch(self, host: str, port: int) -> dict[str, Any]:
         host = f"[{host}]" if ":" in host else host
@@ -90,15 +97,15 @@ class EndpointReading:
     def reachable(self) -> bool:
         return self.error is None and self.status is not None
 
-    def public(self, now: float) -> dict[str, Any]:
+    def public(self, now: float) -> EndpointQueue:
         age = None if self.fetched_at is None else round(max(0.0, now - self.fetched_at), 3)
-        return {
-            "address": self.address,
-            "state": "ok" if self.reachable else "unreachable",
-            "error": self.error,
-            "age_s": age,
-            "queue": self.status,
-        }
+        return EndpointQueue(
+            address=self.address,
+            state="ok" if self.reachable else "unreachable",
+            error=self.error,
+            age_s=age,
+            queue=self.status,
+        )
 
 
 def address_of(host: str, port: int) -> str:
@@ -121,13 +128,13 @@ def _level_of(status: dict[str, Any], level: str) -> dict[str, Any]:
     return entry if isinstance(entry, dict) else {}
 
 
-def aggregate_readings(readings: Iterable[EndpointReading]) -> dict[str, Any]:
+def aggregate_readings(readings: Iterable[EndpointReading]) -> ModelQueue:
     """Sum the reachable readings into one view (levels, in-flight, drain rate, busy)."""
     live = [r.status for r in readings if r.reachable and r.status is not None]
     drain = [d for d in (_number(s.get("drain_rate_per_s")) for s in live) if d is not None]
     rate = sum(drain) if drain else None
     in_flight = sum(int(_number(s.get("in_flight")) or 0) for s in live)
-    levels: dict[str, dict[str, Any]] = {}
+    levels: dict[str, LevelQueue] = {}
     ahead = 0
     for level in LEVELS:
         parts = [_level_of(s, level) for s in live]
@@ -141,34 +148,32 @@ def aggregate_readings(readings: Iterable[EndpointReading]) -> dict[str, Any]:
             wait = round(ahead / rate, 3)
         else:
             wait = None
-        levels[level] = {
-            "depth": depth,
-            "limit": limit,
-            "fill": round(depth / limit, 3) if limit else None,
-            "timeout_s": min(timeouts) if timeouts else None,
-            "oldest_wait_s": max(
-                (_number(p.get("oldest_wait_s")) or 0.0 for p in parts), default=0.0
-            ),
-            "estimated_wait_s": wait,
-        }
-    queued = sum(lv["depth"] for lv in levels.values())
-    return {
-        "busy": _busy(bool(live), levels, queued, in_flight),
-        "queued": queued,
-        "in_flight": in_flight,
-        "drain_rate_per_s": None if rate is None else round(rate, 3),
-        "levels": levels,
-    }
+        levels[level] = LevelQueue(
+            depth=depth,
+            limit=limit,
+            fill=round(depth / limit, 3) if limit else None,
+            timeout_s=min(timeouts) if timeouts else None,
+            oldest_wait_s=max((_number(p.get("oldest_wait_s")) or 0.0 for p in parts), default=0.0),
+            estimated_wait_s=wait,
+        )
+    queued = sum(lv.depth for lv in levels.values())
+    return ModelQueue(
+        busy=_busy(bool(live), levels, queued, in_flight),
+        queued=queued,
+        in_flight=in_flight,
+        drain_rate_per_s=None if rate is None else round(rate, 3),
+        levels=levels,
+    )
 
 
-def _busy(answered: bool, levels: dict[str, dict[str, Any]], queued: int, in_flight: int) -> Busy:
+def _busy(answered: bool, levels: dict[str, LevelQueue], queued: int, in_flight: int) -> Busy:
     if not answered:
         return "unknown"
     for level in levels.values():
-        if level["fill"] is not None and level["fill"] >= OVERLOADED_FILL:
+        if level.fill is not None and level.fill >= OVERLOADED_FILL:
             return "overloaded"
-        wait, timeout = level["estimated_wait_s"], level["timeout_s"]
-        if level["depth"] and wait is not None and timeout is not None and wait >= timeout:
+        wait, timeout = level.estimated_wait_s, level.timeout_s
+        if level.depth and wait is not None and timeout is not None and wait >= timeout:
             return "overloaded"
     return "busy" if queued or in_flight else "idle"
 
@@ -178,7 +183,7 @@ def aggregate_model(
     state: DesiredState,
     readings: dict[str, EndpointReading],
     now: float,
-) -> dict[str, Any]:
+) -> ModelQueue:
     """One model's view: sums over its live splits, plus every split's endpoints in detail."""
     backends = []
     counted: dict[str, EndpointReading] = {}
@@ -193,14 +198,13 @@ def aggregate_model(
             if split.weight > 0:
                 # Keyed by address: two backends on one worker must not count it twice.
                 counted[address] = reading
-        backends.append({"name": split.backend, "weight": split.weight, "endpoints": details})
-    view = aggregate_readings(counted.values())
-    view["endpoints"] = {
-        "total": len(counted),
-        "reachable": sum(1 for r in counted.values() if r.reachable),
-    }
-    view["backends"] = backends
-    return view
+        backends.append(BackendQueue(name=split.backend, weight=split.weight, endpoints=details))
+    counts = EndpointCounts(
+        total=len(counted), reachable=sum(1 for r in counted.values() if r.reachable)
+    )
+    return aggregate_readings(counted.values()).model_copy(
+        update={"endpoints": counts, "backends": backends}
+    )
 
 
 class QueuePoller:
@@ -221,7 +225,7 @@ class QueuePoller:
         self._readings: dict[str, EndpointReading] = {}
         self._polled_at: float | None = None
         self._limit = asyncio.Semaphore(MAX_CONCURRENT_POLLS)
-        self._task: asyncio.Task[None] | None = None
+        self._task = PollTask("queue-poller")
 
     def addresses(self) -> dict[str, tuple[str, int]]:
         """Every endpoint of every backend, once per address."""
@@ -254,32 +258,26 @@ class QueuePoller:
     def readings(self) -> dict[str, EndpointReading]:
         return dict(self._readings)
 
-    def view(self, model: str | None = None) -> dict[str, Any]:
+    def view(self, model: str | None = None) -> QueueAggregate:
         """The aggregate per model (or just ``model``; KeyError when it is not configured)."""
         state, now = self._state(), self._clock()
         names = sorted(state.models) if model is None else [model]
         if model is not None and model not in state.models:
             raise KeyError(model)
-        return {
-            "object": "queue.aggregate",
-            "poll_interval_s": self.interval_s,
-            "age_s": None if self._polled_at is None else round(now - self._polled_at, 3),
-            "models": {
+        return QueueAggregate(
+            poll_interval_s=self.interval_s,
+            age_s=None if self._polled_at is None else round(now - self._polled_at, 3),
+            models={
                 name: aggregate_model(state.models[name], state, self._readings, now)
                 for name in names
             },
-        }
+        )
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="queue-poller")
+        self._task.start(self._loop)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.aclose()
         await self._fetcher.aclose()
 
     async def _loop(self) -> None:

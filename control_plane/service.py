@@ -1,9 +1,9 @@
 """The control plane's write path: validate a whole new state, store it, translate it, push it.
 
-Order matters. A write is checked (pydantic, references, translation and snapshot
-consistency) before the revision is committed, and committed before it is pushed, so
-a rejected write leaves no revision and pushes nothing, and a pushed config is always
-one that a restart would reload.
+Order matters. A write is checked (pydantic, the guards, references; translation; snapshot
+consistency, in ``Snapshot.build``), each once, before the revision is committed,
+and committed before it is pushed, so a rejected write leaves no revision and pushes
+nothing, and a pushed config is always one that a restart would reload.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from control_plane.domain import DesiredState
-from control_plane.errors import InvalidStateError
 from control_plane.gateway_contract import gateway_config
 from control_plane.signals import ChangeSignal
-from control_plane.store import Revision, RevisionStore
+from control_plane.store import Revision, RevisionStore, check_head
 from control_plane.translator import TranslatorOptions, retranslate, translate
-from control_plane.validation import check_references
+from control_plane.validation import check_references, invalid_state, validated
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.fleet import Fleet
 from control_plane.xds.snapshot import Snapshot
+from ttsgw_contract.gateway_config import FilterTimeouts, GatewayConfig
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +61,15 @@ class WriteResult:
 
 
 def _mutated(mutate: Mutation, state: DesiredState) -> DesiredState:
-    """Run a mutation and re-validate the whole result (model_copy skips validation)."""
     try:
-        return DesiredState.model_validate(mutate(state).model_dump())
+        proposed = mutate(state)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise InvalidStateError(f"{field}: {first['msg']}", field=field or None) from exc
+        raise invalid_state(exc) from exc
+    return validated(proposed)
 
 
 class ControlPlane:
-    """Owns the head revision and keeps the xDS cache in step with it."""
+    """Owns the head revision and keeps the xDS cache and the gateway contract in step with it."""
 
     def __init__(
         self,
@@ -84,10 +82,15 @@ class ControlPlane:
         self._cache = cache
         self._fleet = fleet
         self._options = options
+        self._timeouts = FilterTimeouts(
+            message_timeout_ms=options.ext_proc_message_timeout_ms,
+            max_message_timeout_ms=options.ext_proc_max_message_timeout_ms,
+        )
         self._lock = asyncio.Lock()
         self._guards: list[Guard] = []
         self._head: Revision | None = None
         self._snapshot: Snapshot | None = None
+        self._gateway: GatewayConfig | None = None
         self._changed = ChangeSignal()
 
     def add_guard(self, guard: Guard) -> None:
@@ -102,27 +105,38 @@ class ControlPlane:
         return self._store
 
     def _build(self, state: DesiredState) -> Snapshot:
-        check_references(state)
+        """Translate an already validated state; `Snapshot.build` checks its consistency."""
         if self._head is None or self._snapshot is None:
-            snapshot = Snapshot.build(translate(state, self._options))
-        else:
-            previous = self._snapshot
-            resources = retranslate(state, self._options, self._head.state, previous.resources)
-            snapshot = Snapshot.build(resources, previous)
-        snapshot.consistent()
-        return snapshot
+            return Snapshot.build(translate(state, self._options))
+        previous = self._snapshot
+        resources = retranslate(state, self._options, self._head.state, previous.resources)
+        return Snapshot.build(resources, previous)
+
+    async def _commit(
+        self, state: DesiredState, *, author: str, message: str, expected_head: int | None
+    ) -> Revision:
+        # SQLite's fsync must not stall every stream on the event loop; the caller's lock
+        # keeps the head this commit expects from moving meanwhile.
+        return await asyncio.to_thread(
+            self._store.commit, state, author=author, message=message, expected_head=expected_head
+        )
 
     async def start(self, seed: DesiredState | None = None) -> Revision:
         """Load the head revision (seeding an empty store) and publish it."""
-        head = self._store.head()
-        if head is None:
-            initial = seed if seed is not None else DesiredState()
-            self._build(initial)
-            head = self._store.commit(
-                initial, author="ttsgw", message="initial state", expected_head=None
-            )
-            log.info("seeded revision %d", head.number)
-        await self._publish(head, self._build(head.state))
+        async with self._lock:
+            head = await asyncio.to_thread(self._store.head)
+            if head is None:
+                initial = validated(seed if seed is not None else DesiredState())
+                check_references(initial)
+                snapshot = self._build(initial)
+                head = await self._commit(
+                    initial, author="ttsgw", message="initial state", expected_head=None
+                )
+                log.info("seeded revision %d", head.number)
+            else:
+                check_references(head.state)  # pydantic checked it as the store read it
+                snapshot = self._build(head.state)
+            self._publish(head, snapshot)
         return head
 
     @property
@@ -137,8 +151,12 @@ class ControlPlane:
             raise RuntimeError("control plane not started")
         return self._snapshot
 
-    async def _publish(self, revision: Revision, snapshot: Snapshot) -> None:
+    def _publish(self, revision: Revision, snapshot: Snapshot) -> None:
         self._head, self._snapshot = revision, snapshot
+        # Built once per revision here, so long-polling filters only compare versions.
+        self._gateway = gateway_config(
+            revision.state, revision.number, self._options.route_secret, self._timeouts
+        )
         self._cache.set_snapshot(snapshot)
         self._changed.notify()
 
@@ -151,43 +169,55 @@ class ControlPlane:
         if_match: int | None = None,
         wait_acked: float | None = None,
     ) -> WriteResult:
-        """Apply one change atomically; raise before anything is stored if it is invalid."""
+        """Apply one change atomically; raise before anything is stored if it is invalid.
+
+        Once started, a write runs to its end even if the caller is cancelled (a client
+        that hung up): a commit left half-published would leave the head in memory
+        behind the store's.
+        """
+        result, versions, mark = await asyncio.shield(
+            self._write(mutate, author=author, message=message, if_match=if_match)
+        )
+        if wait_acked is None:
+            return result
+        waited = await self._fleet.wait_for_ack(versions, wait_acked, since=mark)
+        return dataclasses.replace(result, converged_s=waited, acked=waited is not None)
+
+    async def _write(
+        self, mutate: Mutation, *, author: str, message: str, if_match: int | None
+    ) -> tuple[WriteResult, dict[str, str], int | None]:
+        """The locked part of `apply`: the result, the versions to wait for, the fleet mark."""
         async with self._lock:
             head = self.head
-            if if_match is not None and if_match != head.number:
-                # Same check the store makes, done early so the error names the head.
-                self._store.commit(
-                    head.state, author=author, message=message, expected_head=if_match
-                )
+            if if_match is not None:
+                check_head(head.number, if_match)
             new_state = _mutated(mutate, head.state)
             for guard in self._guards:
                 guard(head.state, new_state, author)
+            check_references(new_state)
             if new_state == head.state:
-                result = WriteResult(head, changed=False, snapshot_version=self.snapshot.version)
-                snapshot, mark = self.snapshot, None
-            else:
-                snapshot = self._build(new_state)
-                revision = self._store.commit(
-                    new_state, author=author, message=message, expected_head=head.number
-                )
-                # Taken before the push: only ACKs of sends after it prove convergence.
-                mark = self._fleet.mark()
-                await self._publish(revision, snapshot)
-                log.info("revision %d by %s: %s", revision.number, author, message)
-                result = WriteResult(revision, changed=True, snapshot_version=snapshot.version)
-        if wait_acked is None:
-            return result
-        waited = await self._fleet.wait_for_ack(snapshot.versions, wait_acked, since=mark)
-        return dataclasses.replace(result, converged_s=waited, acked=waited is not None)
+                snapshot = self.snapshot
+                return WriteResult(head, False, snapshot.version), snapshot.versions, None
+            snapshot = self._build(new_state)
+            revision = await self._commit(
+                new_state, author=author, message=message, expected_head=head.number
+            )
+            # Taken before the push: only ACKs of sends after it prove convergence.
+            mark = self._fleet.mark()
+            self._publish(revision, snapshot)
+            log.info("revision %d by %s: %s", revision.number, author, message)
+            return WriteResult(revision, True, snapshot.version), snapshot.versions, mark
 
     # --- the gateway filter's view: a versioned contract, long-polled -------------
 
-    def gateway_config(self) -> dict[str, Any]:
-        return gateway_config(self.head.state, self.head.number, self._options.route_secret)
+    def gateway_config(self) -> GatewayConfig:
+        if self._gateway is None:
+            raise RuntimeError("control plane not started")
+        return self._gateway
 
-    async def wait_gateway_config(self, after: str | None, timeout: float) -> dict[str, Any] | None:
+    async def wait_gateway_config(self, after: str | None, timeout: float) -> GatewayConfig | None:
         """The current config if its version differs from ``after``, else wait; None on timeout."""
         waited = await self._changed.wait_until(
-            lambda: self.gateway_config()["version"] != after, timeout
+            lambda: self.gateway_config().version != after, timeout
         )
         return None if waited is None else self.gateway_config()

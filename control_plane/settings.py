@@ -22,6 +22,8 @@ class ControlPlaneSettings(BaseSettings):
     admin_host: str = "127.0.0.1"
     admin_port: int = 9000
     admin_token: str | None = None
+    # The read-only token the gateway filters poll with (ttsgw_contract/roles.py).
+    dataplane_token: str | None = None
     route_secret: str | None = None
     # The gateway's response cache, for the admin API's stats and purge; None: no cache.
     redis_url: str | None = None
@@ -101,6 +103,10 @@ class ControlPlaneSettings(BaseSettings):
     def resolve_admin_token(self) -> str:
         """TTSGW_ADMIN_TOKEN wins; otherwise DIR/admin-token, created once (mode 0600)."""
         return self.admin_token or self._state_secret("admin-token")
+
+    def resolve_dataplane_token(self) -> str:
+        """TTSGW_DATAPLANE_TOKEN wins; otherwise DIR/dataplane-token, created once (mode 0600)."""
+        return self.dataplane_token or self._state_secret("dataplane-token")
 
     def resolve_route_secret(self) -> str:
         """The filter's mark that HIGH routes match; stable, so restarts push no new routes."""

@@ -12,10 +12,10 @@ from control_plane.errors import StoreError
 def open_database(path: Path, schema: Iterable[str], *, what: str) -> sqlite3.Connection:
     """Open (creating) `path` and apply `schema`; StoreError names `what` on failure.
 
-    One connection per store, guarded by the store's own lock: writes are rare and
-    tiny, and the admin API calls from the event loop thread anyway. WAL lets readers
-    run beside the writer; synchronous=FULL makes an acknowledged write survive SIGKILL
-    and power loss.
+    One connection per store, guarded by the store's own lock, shared across threads:
+    reads are tiny and run on the event loop, while commits (an fsync each) run in a
+    worker thread (ControlPlane._commit). WAL lets readers run beside the writer;
+    synchronous=FULL makes an acknowledged write survive SIGKILL and power loss.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

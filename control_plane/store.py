@@ -56,7 +56,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _check_head(current: int | None, expected: int | None) -> None:
+def check_head(current: int | None, expected: int | None) -> None:
+    """Raise PreconditionFailedError (412) unless the head is still the one the writer read."""
     if current != expected:
         raise PreconditionFailedError(
             f"revision {expected} is no longer the head (head is {current}); "
@@ -129,7 +130,7 @@ class SQLiteRevisionStore:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     current = self._db.execute("SELECT MAX(number) FROM revisions").fetchone()[0]
-                    _check_head(current, expected_head)
+                    check_head(current, expected_head)
                     number = (current or 0) + 1
                     self._db.execute(
                         "INSERT INTO revisions VALUES (?, ?, ?, ?, ?)",
@@ -170,7 +171,7 @@ class InMemoryRevisionStore:
         self, state: DesiredState, *, author: str, message: str, expected_head: int | None
     ) -> Revision:
         head = self.head()
-        _check_head(head.number if head else None, expected_head)
+        check_head(head.number if head else None, expected_head)
         revision = Revision(len(self._revisions) + 1, _now(), author, message, state)
         self._revisions.append(revision)
         return revision

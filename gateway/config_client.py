@@ -3,7 +3,7 @@
 The contract (the control plane implements the server side):
 
     GET {control_plane_url}/api/v1/gateway-config?after=<version>&timeout_s=<n>
-    Authorization: Bearer <admin token>
+    Authorization: Bearer <dataplane token>   (read-only; ttsgw_contract/roles.py)
 
     200 {"version": "<opaque>", "revision": <int>,
          "models": {"<name>": {"backends": [...], "cache_ttl_s": 3600, "cache_generation": "…",
@@ -27,7 +27,6 @@ the gateway.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from types import TracebackType
 from typing import Protocol
@@ -36,6 +35,7 @@ import httpx
 from pydantic import ValidationError
 
 from gateway.errors import ConfigSourceError
+from ttsgw_common.bearer_poller import PollTask, bearer_client
 from ttsgw_contract.gateway_config import CONFIG_PATH, GatewayConfig, ModelRoute
 
 log = logging.getLogger(__name__)
@@ -90,30 +90,23 @@ class HttpConfigSource:
         self,
         control_plane_url: str,
         *,
-        admin_token: str | None = None,
+        token: str | None = None,
         poll_timeout_s: float = 30.0,
         retry_initial_s: float = 0.1,
         retry_max_s: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
         # The read timeout must outlast the server's hold, or every quiet poll is an error.
         timeout = httpx.Timeout(5.0, read=poll_timeout_s + 10.0)
-        self._client = httpx.AsyncClient(
-            base_url=control_plane_url.rstrip("/"),
-            headers=headers,
-            timeout=timeout,
-            transport=transport,
-            # The control plane is an internal peer; a proxy from the environment would
-            # only add a hop that can fail.
-            trust_env=False,
+        self._client = bearer_client(
+            control_plane_url, token=token, timeout=timeout, transport=transport
         )
         self._poll_timeout_s = poll_timeout_s
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._config: GatewayConfig | None = None
         self._ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = PollTask("gateway-config-poll")
 
     @property
     def ready(self) -> bool:
@@ -130,15 +123,10 @@ class HttpConfigSource:
         return True
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._poll_forever(), name="gateway-config-poll")
+        self._task.start(self._poll_forever)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.aclose()
         await self._client.aclose()
 
     async def __aenter__(self) -> HttpConfigSource:

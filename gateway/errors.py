@@ -14,8 +14,9 @@
     └── StartupError                 the filter cannot start (port taken, unreadable token
                                      file); ``main.run`` prints it on one line and exits 2
 
-Anything else raised inside a processor is a bug: the stream loop logs it and lets the
-request continue untouched (fail open), so a filter bug never breaks the gateway.
+Anything else raised inside a processor is a bug: the stream loop logs it and answers an
+OpenAI-shaped 500 in a request phase, or lets the response continue untouched in a
+response phase (gateway/ext_proc/stream.py says why).
 """
 
 from __future__ import annotations

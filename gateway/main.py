@@ -35,9 +35,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, help="gRPC port (TTSGW_EXT_PROC_PORT, default 18001)")
     parser.add_argument("--control-plane-url", help="admin API base URL (TTSGW_CONTROL_PLANE_URL)")
     parser.add_argument(
-        "--admin-token-file",
+        "--control-plane-token-file",
         type=Path,
-        help="file holding the admin token (TTSGW_ADMIN_TOKEN_FILE)",
+        help="file holding the read-only dataplane token (TTSGW_CONTROL_PLANE_TOKEN_FILE)",
     )
     parser.add_argument(
         "--metrics-port", type=int, help="/metrics + /healthz port, 0 disables (TTSGW_METRICS_PORT)"
@@ -58,7 +58,7 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
         "ext_proc_host": args.host,
         "ext_proc_port": args.port,
         "control_plane_url": args.control_plane_url,
-        "admin_token_file": args.admin_token_file,
+        "control_plane_token_file": args.control_plane_token_file,
         "metrics_port": args.metrics_port,
         "redis_url": args.redis_url,
         "zipkin_url": args.zipkin_url,
@@ -69,9 +69,10 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
 async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:
     """Run the filter until ``stop`` is set; raises StartupError before serving if it cannot."""
     registry = CollectorRegistry()
+    token = settings.resolved_control_plane_token()
     config_source = HttpConfigSource(
         settings.control_plane_url,
-        admin_token=settings.resolved_admin_token(),
+        token=token,
         poll_timeout_s=settings.config_poll_timeout_s,
         retry_max_s=settings.config_retry_max_s,
     )
@@ -79,7 +80,7 @@ async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:
     telemetry = _telemetry(settings, registry)
     queue_source = HttpQueueStatusSource(
         settings.control_plane_url,
-        admin_token=settings.resolved_admin_token(),
+        token=token,
         ttl_s=settings.queue_cache_ttl_s,
         timeout_s=settings.queue_fetch_timeout_s,
     )

@@ -34,3 +34,24 @@ def error_payload(
 def error_body(exc: RequestRejected, *, request_id: str = "", trace_id: str = "") -> bytes:
     payload = error_payload(exc, request_id=request_id, trace_id=trace_id)
     return json.dumps(payload, separators=(",", ":")).encode()
+
+
+# A filter bug answered in a request phase (gateway/ext_proc/stream.py): never a client's fault.
+INTERNAL_ERROR_MESSAGE = (
+    "The gateway filter failed on this request; this is a bug in the gateway, not in the "
+    "request. Report it with the request_id."
+)
+
+
+def internal_error_body(*, request_id: str = "", trace_id: str = "") -> bytes:
+    error: dict[str, Any] = {
+        "message": INTERNAL_ERROR_MESSAGE,
+        "type": "server_error",
+        "param": None,
+        "code": "filter_error",
+    }
+    if request_id:
+        error["request_id"] = request_id
+    if trace_id:
+        error["trace_id"] = trace_id
+    return json.dumps({"error": error}, separators=(",", ":")).encode()

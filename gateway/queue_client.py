@@ -1,12 +1,9 @@
 """Where the filter reads how busy the service is: the control plane's queue aggregate, cached.
 
     GET {control_plane_url}/api/v1/queue
-    Authorization: Bearer <admin token>
+    Authorization: Bearer <dataplane token>   (read-only; ttsgw_contract/roles.py)
 
-    200 {"object": "queue.aggregate", "revision": 3, "age_s": 0.4,
-         "models": {"<name>": {"busy": "idle|busy|overloaded|unknown", "queued": 0,
-                               "in_flight": 2, "levels": {"high": {...}, ...},
-                               "backends": [...]}}}
+    200 QueueAggregate (ttsgw_contract/queue_status.py)
 
 One answer serves every caller for ``ttl_s`` (about a second, the control plane's own
 poll interval), and concurrent callers share one request, so a flood of ``/v1/queue``
@@ -19,17 +16,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
+from pydantic import ValidationError
 
 from gateway.errors import QueueStatusUnavailableError
+from ttsgw_common.bearer_poller import bearer_client
+from ttsgw_contract.queue_status import QueueAggregate
 
 QUEUE_PATH = "/api/v1/queue"
 
 
 class QueueStatusSource(Protocol):
-    async def aggregate(self) -> dict[str, Any]:
+    async def aggregate(self) -> QueueAggregate:
         """The control plane's aggregate; raises QueueStatusUnavailableError when it has none."""
         ...
 
@@ -43,32 +43,27 @@ class HttpQueueStatusSource:
         self,
         control_plane_url: str,
         *,
-        admin_token: str | None = None,
+        token: str | None = None,
         ttl_s: float = 1.0,
         timeout_s: float = 0.3,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
         # The filter answers inside Envoy's 500 ms message timeout, so a slow control
         # plane must fail fast rather than push the whole answer past it.
-        self._client = httpx.AsyncClient(
-            base_url=control_plane_url.rstrip("/"),
-            headers=headers,
-            timeout=timeout_s,
-            transport=transport,
-            trust_env=False,
+        self._client = bearer_client(
+            control_plane_url, token=token, timeout=timeout_s, transport=transport
         )
         self._ttl_s = ttl_s
         self._timeout_s = timeout_s
         self._clock = clock
         self._fetched_at: float | None = None
         # The last answer, or the message of the last failure (a fresh error per caller).
-        self._result: dict[str, Any] | str | None = None
-        self._inflight: asyncio.Task[dict[str, Any] | str] | None = None
+        self._result: QueueAggregate | str | None = None
+        self._inflight: asyncio.Task[QueueAggregate | str] | None = None
         self.requests = 0  # made to the control plane; read by tests and nothing else
 
-    async def aggregate(self) -> dict[str, Any]:
+    async def aggregate(self) -> QueueAggregate:
         now = self._clock()
         fresh = self._fetched_at is not None and now - self._fetched_at < self._ttl_s
         if not fresh or self._result is None:
@@ -84,13 +79,13 @@ class HttpQueueStatusSource:
             raise QueueStatusUnavailableError(result)
         return result
 
-    def _store(self, task: asyncio.Task[dict[str, Any] | str]) -> None:
+    def _store(self, task: asyncio.Task[QueueAggregate | str]) -> None:
         self._inflight = None
         if task.cancelled():
             return
         self._result, self._fetched_at = task.result(), self._clock()
 
-    async def _fetch(self) -> dict[str, Any] | str:
+    async def _fetch(self) -> QueueAggregate | str:
         self.requests += 1
         try:
             # httpx's timeout is per phase (connect, write, read); this caps the total.
@@ -108,12 +103,9 @@ class HttpQueueStatusSource:
                 f"{response.status_code}."
             )
         try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict) or not isinstance(body.get("models"), dict):
+            return QueueAggregate.model_validate_json(response.content)
+        except ValidationError:
             return "Queue status is unavailable: the control plane sent an unexpected answer."
-        return body
 
     async def aclose(self) -> None:
         if self._inflight is not None:

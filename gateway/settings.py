@@ -18,8 +18,10 @@ class GatewaySettings(BaseSettings):
     ext_proc_host: str = "0.0.0.0"
     ext_proc_port: int = Field(default=18001, ge=0, le=65535)
     control_plane_url: str = "http://127.0.0.1:9000"
-    admin_token: str | None = None
-    admin_token_file: Path | None = None
+    # The control plane's read-only dataplane token (ttsgw_contract/roles.py); the filter
+    # never holds the admin token.
+    control_plane_token: str | None = None
+    control_plane_token_file: Path | None = None
     # 0 disables the /metrics + /healthz listener.
     metrics_port: int = Field(default=9102, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"
@@ -45,14 +47,15 @@ class GatewaySettings(BaseSettings):
     queue_cache_ttl_s: float = Field(default=1.0, gt=0, le=60)
     queue_fetch_timeout_s: float = Field(default=0.3, gt=0, le=0.45)
 
-    def resolved_admin_token(self) -> str | None:
+    def resolved_control_plane_token(self) -> str | None:
         """The token file wins over the inline token, so a rotated file is picked up on restart."""
-        if self.admin_token_file is not None:
+        if self.control_plane_token_file is not None:
             try:
-                token = self.admin_token_file.read_text().strip()
+                token = self.control_plane_token_file.read_text().strip()
             except OSError as exc:
                 raise StartupError(
-                    f"cannot read admin token file {self.admin_token_file}: {exc.strerror}"
+                    "cannot read control plane token file "
+                    f"{self.control_plane_token_file}: {exc.strerror}"
                 ) from exc
             return token or None
-        return self.admin_token
+        return self.control_plane_token

@@ -2,7 +2,9 @@
 
 A pure function of the body bytes and the limits, so it can be fuzzed on its own: it
 either returns a SpeechRequest or raises a RequestRejected (400 or 413), never anything
-else. Which model names exist is the processor's business (404), not the parser's.
+else. The fields and their types are the contract's (ttsgw_contract.speech, shared with
+the workers); what is checked here is the policy: the speed range, the input length and
+the prompt clip. Which model names exist is the processor's business (404), not the parser's.
 """
 
 from __future__ import annotations
@@ -11,83 +13,42 @@ import base64
 import binascii
 import io
 import json
-import math
-from typing import Any, Literal
+from typing import Any
 
 import soundfile
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import ValidationError
 
 from gateway.errors import InvalidRequestError, PayloadTooLargeError
-from ttsgw_contract.limits import SpeechLimits
+from ttsgw_contract.limits import PROMPT_MIN_RATE, SpeechLimits
+from ttsgw_contract.speech import (
+    ERROR_CODES,
+    RESPONSE_FORMATS,
+    STREAM_FORMATS,
+    SpeechBody,
+    SpeechRequest,
+)
 
-RESPONSE_FORMATS = ("wav", "pcm", "flac", "mp3", "opus")
-STREAM_FORMATS = ("audio", "sse")
-PROMPT_MIN_RATE = 16_000
+__all__ = ["RESPONSE_FORMATS", "STREAM_FORMATS", "SpeechRequest", "parse_speech_request"]
+
 _PROMPT_CONTAINERS = ("WAV", "FLAC")
-
-
-class _Wire(BaseModel):
-    """Field types only; ranges depend on the limits and are checked after."""
-
-    # The OpenAI SDK may send fields we do not know; they are ignored, not rejected.
-    model_config = ConfigDict(extra="ignore")
-
-    model: StrictStr
-    input: StrictStr
-    voice: StrictStr = "alloy"
-    response_format: Literal["wav", "pcm", "flac", "mp3", "opus"] = "wav"
-    # Strict: JSON true is not a speed, and "1.5" is not a number.
-    speed: float = Field(default=1.0, strict=True)
-    instructions: StrictStr | None = None
-    stream_format: Literal["audio", "sse"] = "audio"
-    prompt_audio: StrictStr | None = None
-    prompt_text: StrictStr | None = None
-
-
-class SpeechRequest(BaseModel):
-    """A valid speech request; ``prompt_audio`` holds the decoded bytes."""
-
-    model_config = ConfigDict(frozen=True)
-
-    model: str
-    input: str
-    voice: str = "alloy"
-    response_format: str = "wav"
-    speed: float = 1.0
-    instructions: str | None = None
-    stream_format: str = "audio"
-    prompt_audio: bytes | None = None
-    prompt_text: str | None = None
 
 
 def parse_speech_request(body: bytes, limits: SpeechLimits | None = None) -> SpeechRequest:
     limits = limits or SpeechLimits()
     try:
-        wire = _Wire.model_validate(_json_object(body))
+        wire = SpeechBody.model_validate(_json_object(body))
     except ValidationError as exc:
-        raise _rejection(exc) from None
-    if not wire.model.strip():
-        raise InvalidRequestError("'model' must be a non-empty string.", param="model")
+        raise _rejection(exc, limits) from None
     _check_input(wire.input, limits)
     _check_speed(wire.speed, limits)
-    if not wire.voice.strip():
-        raise InvalidRequestError("'voice' must be a non-empty string.", param="voice")
     if wire.prompt_text is not None and wire.prompt_audio is None:
         raise InvalidRequestError(
             "'prompt_text' is only allowed together with 'prompt_audio'.", param="prompt_text"
         )
     prompt = _prompt_audio(wire.prompt_audio, limits) if wire.prompt_audio is not None else None
-    return SpeechRequest(
-        model=wire.model,
-        input=wire.input,
-        voice=wire.voice,
-        response_format=wire.response_format,
-        speed=wire.speed,
-        instructions=wire.instructions,
-        stream_format=wire.stream_format,
-        prompt_audio=prompt,
-        prompt_text=wire.prompt_text,
-    )
+    # Validated again rather than model_construct (pure Python, no faster): a parsed
+    # request holds the contract's guarantees whoever builds it.
+    return SpeechRequest.model_validate({**wire.__dict__, "prompt_audio": prompt})
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -110,23 +71,28 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def _rejection(exc: ValidationError) -> InvalidRequestError:
+def _rejection(exc: ValidationError, limits: SpeechLimits) -> InvalidRequestError:
     error = exc.errors(include_url=False)[0]
     param = str(error["loc"][0]) if error["loc"] else None
-    if param == "response_format":
+    code = "invalid_value"
+    if error["type"] in ERROR_CODES:
+        # The contract's own checks (unencodable or blank text) word their message already.
+        message, code = error["msg"], error["type"]
+    elif param == "response_format":
         message = f"'response_format' must be one of: {', '.join(RESPONSE_FORMATS)}."
     elif param == "stream_format":
         message = f"'stream_format' must be one of: {', '.join(STREAM_FORMATS)}."
+    elif param == "speed" and error["type"] != "float_type":
+        # Past what any engine can do; the policy's range is the one the client may use.
+        message = _speed_range(limits)
     elif param == "speed":
         message = "'speed' must be a number."
     else:
         message = f"'{param}' must be a string." if param else "Invalid request body."
-    return InvalidRequestError(message, param=param, code="invalid_value")
+    return InvalidRequestError(message, param=param, code=code)
 
 
 def _check_input(text: str, limits: SpeechLimits) -> None:
-    if not text.strip():
-        raise InvalidRequestError("'input' must be a non-empty string.", param="input")
     if len(text) > limits.max_input_chars:
         raise PayloadTooLargeError(
             f"'input' is {len(text)} characters; the limit is {limits.max_input_chars}.",
@@ -136,12 +102,13 @@ def _check_input(text: str, limits: SpeechLimits) -> None:
 
 
 def _check_speed(speed: float, limits: SpeechLimits) -> None:
-    if not math.isfinite(speed) or not limits.min_speed <= speed <= limits.max_speed:
-        raise InvalidRequestError(
-            f"'speed' must be between {limits.min_speed:g} and {limits.max_speed:g}.",
-            param="speed",
-            code="invalid_value",
-        )
+    # The schema bounds speed to what the engines can do; the policy may narrow that.
+    if not limits.min_speed <= speed <= limits.max_speed:
+        raise InvalidRequestError(_speed_range(limits), param="speed", code="invalid_value")
+
+
+def _speed_range(limits: SpeechLimits) -> str:
+    return f"'speed' must be between {limits.min_speed:g} and {limits.max_speed:g}."
 
 
 def _prompt_audio(b64: str, limits: SpeechLimits) -> bytes:

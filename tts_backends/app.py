@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ttsgw_common.telemetry import log_context
 from ttsgw_contract.headers import ENGINE_HEADER
+from ttsgw_contract.speech import ERROR_CODES as SPEECH_ERROR_CODES
 
 from .engines.base import Engine
 from .errors import OverloadedError, WorkerError
@@ -139,10 +140,14 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        param, message = _validation_param(list(exc.errors()))
+        errors = list(exc.errors())
+        param, message = _validation_param(errors)
         if request.url.path == SPEECH_PATH:
             record(400)
-        return error_response(400, message, "invalid_request_error", param, "invalid_value")
+        # The speech contract's own checks (unencodable or blank text) name their code.
+        kind = errors[0].get("type") if errors else None
+        code = kind if kind in SPEECH_ERROR_CODES else "invalid_value"
+        return error_response(400, message, "invalid_request_error", param, code)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

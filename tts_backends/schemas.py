@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import BaseModel
 
-from pydantic import BaseModel, ConfigDict, Field
+from ttsgw_contract.speech import SpeechBody
 
-
-class SpeechRequest(BaseModel):
-    # The OpenAI SDK may send fields this worker does not know; they are ignored.
-    model_config = ConfigDict(extra="ignore")
-
-    model: str
-    # The upper bound is the worker's setting (413 beyond it), not a schema constant.
-    input: str = Field(min_length=1)
-    voice: str = "alloy"
-    # OpenAI defaults to mp3; a worker answers WAV unless asked, which every client decodes.
-    response_format: str = "wav"
-    speed: float = Field(default=1.0, ge=0.25, le=4.0)
-    instructions: str | None = None
-    stream_format: Literal["audio", "sse"] = "audio"
-    prompt_audio: str | None = None
-    prompt_text: str | None = None
+# The contract's body, so a worker accepts exactly the fields, types and speed range
+# the gateway's policy can let through. The input length is the worker's setting (413).
+SpeechRequest = SpeechBody
 
 
 class VoicePublic(BaseModel):

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ttsgw_contract.limits import DEFAULT_MAX_INPUT_CHARS
+
 from .scheduler.policy import SchedulerPolicy
 
 WorkerKind = Literal["espeak", "cosyvoice3"]
@@ -29,7 +31,7 @@ class WorkerSettings(BaseSettings):
     # None means the kind's default port; 0 asks the OS for a free one (tests).
     port: int | None = Field(default=None, ge=0, le=65535)
     device: Literal["cpu", "cuda"] = "cpu"
-    max_input_chars: int = Field(default=4096, ge=1)
+    max_input_chars: int = Field(default=DEFAULT_MAX_INPUT_CHARS, ge=1)
     # Seed of the synthetic engine's random weights, and its size ("0.5b": CosyVoice3's
     # LM parameter count, for GPU sizing runs).
     seed: int = 0

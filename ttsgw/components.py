@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,11 @@ class StackSettings(BaseSettings):
     def token_file(self) -> Path:
         return self.state_dir / "admin-token"
 
+    @property
+    def dataplane_token_file(self) -> Path:
+        """The filter's read-only token; the control plane writes it on its first start."""
+        return self.state_dir / "dataplane-token"
+
     def admin_token(self) -> str:
         """The token the control plane uses: TTSGW_ADMIN_TOKEN, else the one in the state dir."""
         return os.environ.get("TTSGW_ADMIN_TOKEN") or self.token_file.read_text().strip()
@@ -113,6 +119,16 @@ class Component:
     # that answers a Redis PING.
     ready_url: str
     env: dict[str, str] = field(default_factory=dict)
+    # Inherited variables the child must not see (the filter never holds the admin token).
+    drop_env: tuple[str, ...] = ()
+
+    def environment(self, inherited: Mapping[str, str]) -> dict[str, str]:
+        """The child's whole environment: ``inherited`` less ``drop_env``, plus ``env``."""
+        kept = {k: v for k, v in inherited.items() if k not in self.drop_env}
+        return {**kept, **self.env}
+
+
+ADMIN_TOKEN_ENV = ("TTSGW_ADMIN_TOKEN", "TTSGW_ADMIN_TOKEN_FILE")
 
 
 def _ttsgw(*args: str) -> list[str]:
@@ -163,18 +179,24 @@ def ext_proc(s: StackSettings) -> Component:
         "--control-plane-url",
         f"http://127.0.0.1:{s.admin_port}",
     )
-    # TTSGW_ADMIN_TOKEN, when set, reaches the child through the environment instead.
-    if not os.environ.get("TTSGW_ADMIN_TOKEN"):
-        argv += ["--admin-token-file", str(s.token_file)]
+    env = {
+        "TTSGW_METRICS_PORT": str(s.ext_proc_metrics_port),
+        "TTSGW_REDIS_URL": s.effective_redis_url(),
+        **s.tracing_env("TTSGW_ZIPKIN_URL"),
+    }
+    # Only the read-only dataplane token: the one the control plane was given in
+    # TTSGW_DATAPLANE_TOKEN, else the file it wrote.
+    dataplane = os.environ.get("TTSGW_DATAPLANE_TOKEN")
+    if dataplane:
+        env["TTSGW_CONTROL_PLANE_TOKEN"] = dataplane
+    else:
+        argv += ["--control-plane-token-file", str(s.dataplane_token_file)]
     return Component(
         "ext-proc",
         argv,
         f"http://127.0.0.1:{s.ext_proc_metrics_port}/healthz",
-        env={
-            "TTSGW_METRICS_PORT": str(s.ext_proc_metrics_port),
-            "TTSGW_REDIS_URL": s.effective_redis_url(),
-            **s.tracing_env("TTSGW_ZIPKIN_URL"),
-        },
+        env=env,
+        drop_env=ADMIN_TOKEN_ENV,
     )
 
 

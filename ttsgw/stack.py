@@ -97,6 +97,7 @@ def _banner(settings: StackSettings, token: str, acked_s: float) -> str:
             f"  admin UI     http://127.0.0.1:{settings.admin_port}/ui/",
             f"  Envoy admin  http://127.0.0.1:{settings.envoy_admin_port}/",
             f"  admin token  {token}  ({token_source})",
+            f"  filter token {settings.dataplane_token_file}  (read-only, role dataplane)",
             f"  cache        {settings.effective_redis_url()}"
             + ("  (embedded, data in state dir)" if settings.embedded_redis else ""),
             f"  tracing      {settings.tracing_zipkin_url} (span relay :{settings.relay_port})"

@@ -71,7 +71,7 @@ class Supervised:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=logfile,
                 stderr=asyncio.subprocess.STDOUT,
-                env={**os.environ, **self.component.env},
+                env=self.component.environment(os.environ),
                 start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
             )
         finally:

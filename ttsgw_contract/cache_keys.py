@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from typing import Any, overload
+
+from ttsgw_contract.speech import SpeechRequest
 
 KEY_PREFIX = "ttsgw:cache:v1"
 STATS_PREFIX = "ttsgw:cache:stats"
@@ -14,36 +17,30 @@ STATS_PREFIX = "ttsgw:cache:stats"
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
-def canonical_request(
-    *,
-    model: str,
-    voice: str,
-    input: str,
-    response_format: str,
-    speed: float,
-    instructions: str | None,
-    stream_format: str,
-    prompt_audio: bytes | None,
-    prompt_text: str | None,
-) -> dict[str, object]:
+@overload
+def canonical_request(request: SpeechRequest, /) -> dict[str, object]: ...
+@overload
+def canonical_request(**fields: Any) -> dict[str, object]: ...
+def canonical_request(request: SpeechRequest | None = None, /, **fields: Any) -> dict[str, object]:
     """Everything that can change the audio, in the form ``request_key`` hashes.
 
-    ``prompt_audio`` is the DECODED audio, so two base64 spellings of the same bytes share
-    an entry; only its sha256 enters the key. ``speed`` is a float so 1 and 1.0 agree.
+    Every field of SpeechRequest enters, so a field added there changes the key. The
+    keyword form (one argument per field) is validated into a SpeechRequest first: a
+    misspelt field raises rather than silently sharing entries. ``prompt_audio`` is the
+    DECODED audio, so two base64 spellings of the same bytes share an entry; only its
+    sha256 enters the key. ``speed`` is a float so 1 and 1.0 agree.
     """
-    return {
-        "model": model,
-        "voice": voice,
-        "input": input,
-        "response_format": response_format,
-        "speed": float(speed),
-        "instructions": instructions,
-        "stream_format": stream_format,
-        "prompt_audio_sha256": (
-            hashlib.sha256(prompt_audio).hexdigest() if prompt_audio is not None else None
-        ),
-        "prompt_text": prompt_text,
-    }
+    if request is None:
+        request = SpeechRequest.model_validate(fields)
+    # __dict__ holds exactly the fields; model_dump would cost more than the hash.
+    canonical: dict[str, object] = dict(request.__dict__)
+    del canonical["prompt_audio"]
+    canonical["speed"] = float(request.speed)
+    audio = request.prompt_audio
+    canonical["prompt_audio_sha256"] = (
+        hashlib.sha256(audio).hexdigest() if audio is not None else None
+    )
+    return canonical
 
 
 def request_key(model: str, generation: str, canonical: Mapping[str, object]) -> str:
@@ -51,7 +48,9 @@ def request_key(model: str, generation: str, canonical: Mapping[str, object]) ->
     blob = json.dumps(
         canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
-    digest = hashlib.sha256(blob.encode()).hexdigest()
+    # surrogatepass: a request the parser let through always has a key; lone surrogates
+    # are refused there (speech.Text), but a key must never be the thing that raises.
+    digest = hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{KEY_PREFIX}:{model}:{generation}:{digest}"
 
 

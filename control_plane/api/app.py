@@ -1,4 +1,8 @@
-"""The admin REST API (FastAPI): every route but /healthz and the UI page needs the bearer token."""
+"""The admin REST API (FastAPI): every route but /healthz and the UI page needs a bearer token.
+
+The admin token may call everything; the dataplane token only the data-path reads
+(``resources.data_path`` and ``queue.router``), see ttsgw_contract/roles.py.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,12 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from control_plane.api import cache, priority, queue, resources, stats
-from control_plane.api.deps import ControlPlaneDep, require_token
+from control_plane.api.deps import ControlPlaneDep, require_admin, require_dataplane
 from control_plane.api.errors import install_error_handlers
 from control_plane.metrics.source import MetricsSource
 from control_plane.queue_status import QueuePoller
 from control_plane.service import ControlPlane
+from control_plane.tokens import Tokens
 from ttsgw_contract.cache import CacheStore
 
 API_PREFIX = "/api/v1"
@@ -23,12 +28,13 @@ def create_app(
     control_plane: ControlPlane,
     *,
     admin_token: str,
+    dataplane_token: str | None = None,
     registry: CollectorRegistry,
     cache_store: CacheStore | None = None,
     metrics_source: MetricsSource | None = None,
     queue_poller: QueuePoller | None = None,
 ) -> FastAPI:
-    auth = [Depends(require_token)]
+    auth = [Depends(require_admin)]
     app = FastAPI(
         title="ttsgw admin API",
         version="1",
@@ -37,7 +43,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.control_plane = control_plane
-    app.state.admin_token = admin_token
+    app.state.tokens = Tokens.of(admin_token, dataplane_token)
     app.state.cache_store = cache_store
     app.state.metrics_source = metrics_source
     app.state.queue_poller = queue_poller
@@ -56,10 +62,11 @@ def create_app(
         cache.router,
         priority.router,
         stats.router,
-        queue.router,
     )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX, dependencies=auth)
+    for router in (resources.data_path, queue.router):
+        app.include_router(router, prefix=API_PREFIX, dependencies=[Depends(require_dataplane)])
 
     @app.get("/healthz", tags=["system"])
     async def healthz(cp: ControlPlaneDep) -> dict[str, object]:

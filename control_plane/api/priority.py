@@ -9,7 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.api.collections import NamePath
 from control_plane.api.deps import ControlPlaneDep, WriteOptionsDep
-from control_plane.domain import DesiredState, PriorityClassPublic, PriorityClassSpec, PriorityLevel
+from control_plane.domain import (
+    DesiredState,
+    Float,
+    PriorityClassPublic,
+    PriorityClassSpec,
+    PriorityLevel,
+)
 from control_plane.errors import ConflictError, NotFoundError
 
 router = APIRouter(prefix="/priority-classes", tags=["priority-classes"])
@@ -49,7 +55,7 @@ def _existing(state: DesiredState, name: str) -> PriorityClassSpec:
 class ClassBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     level: PriorityLevel = "default"
-    rate_limit_rps: Annotated[float, Field(gt=0, le=1_000_000)] | None = None
+    rate_limit_rps: Annotated[Float, Field(gt=0, le=1_000_000)] | None = None
 
 
 class KeyBody(BaseModel):

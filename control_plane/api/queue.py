@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
 from control_plane.api.deps import ControlPlaneDep
 from control_plane.errors import NotFoundError, QueueStatusUnavailableError
 from control_plane.queue_status import QueuePoller
+from ttsgw_contract.queue_status import QueueAggregate
 
+# Polled by every filter with its dataplane token (app.py includes it as a data-path read).
 router = APIRouter(prefix="/queue", tags=["queue"])
 
 
@@ -27,10 +29,10 @@ async def queue_status(
     request: Request,
     cp: ControlPlaneDep,
     model: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")] = None,
-) -> dict[str, Any]:
+) -> QueueAggregate:
     poller = _poller(request)
     try:
         view = poller.view(model)
     except KeyError:
         raise NotFoundError(f"no model named '{model}'", field="model") from None
-    return {"revision": cp.head.number, **view}
+    return view.model_copy(update={"revision": cp.head.number})

@@ -3,7 +3,7 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from control_plane.api.collections import NamePath, collection_router
 from control_plane.api.deps import ControlPlaneDep, WriteOptionsDep
@@ -15,7 +15,7 @@ from control_plane.domain import (
     GatewayPolicy,
     ModelPublic,
     ModelSpec,
-    Split,
+    Splits,
 )
 from control_plane.errors import ConflictError, NotFoundError
 from control_plane.validation import models_using
@@ -57,7 +57,7 @@ models = collection_router(
 
 class SplitsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    splits: Annotated[list[Split], Field(min_length=1, max_length=64)]
+    splits: Splits
 
 
 @models.put("/{name}/splits", summary="Change a model's weights (a route-only push)")
@@ -67,9 +67,8 @@ async def put_splits(
     def mutate(state: DesiredState) -> DesiredState:
         if name not in state.models:
             raise NotFoundError(f"model '{name}' does not exist")
-        model = state.models[name]
-        # Validate the splits as a whole model so weight rules name the field.
-        updated = ModelSpec.model_validate({**model.model_dump(), "splits": body.splits})
+        # The body's `Splits` type already ran the weight rules, naming the field.
+        updated = state.models[name].model_copy(update={"splits": body.splits})
         return state.model_copy(update={"models": {**state.models, name: updated}})
 
     weights = ", ".join(f"{s.backend}={s.weight}" for s in body.splits)
@@ -118,6 +117,8 @@ async def restore_revision(
 
 
 system = APIRouter(tags=["state"])
+# The filter's long-poll; app.py lets the read-only dataplane token call it.
+data_path = APIRouter(tags=["state"])
 
 
 @system.get("/state", summary="The whole desired state at the head revision")
@@ -159,7 +160,7 @@ async def get_fleet(cp: ControlPlaneDep) -> dict[str, Any]:
     }
 
 
-@system.get(
+@data_path.get(
     "/gateway-config",
     summary="The gateway filter's contract; long-polls while `after` is current",
     responses={304: {"description": "unchanged within timeout_s"}},
@@ -172,4 +173,4 @@ async def gateway_config(
     config = await cp.wait_gateway_config(after, timeout_s)
     if config is None:
         return Response(status_code=304)
-    return config
+    return config.model_dump(mode="json")

@@ -29,6 +29,7 @@ from control_plane.translator.options import (
     TranslatorOptions,
 )
 from control_plane.translator.protos import ads, duration, is_ip_literal, packed, socket_address
+from ttsgw_contract.limits import MAX_EXT_PROC_MESSAGE_BYTES
 
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 # A filter on the same host or pod answers a SYN in microseconds; waiting longer only
@@ -89,6 +90,10 @@ def ext_proc_cluster(options: TranslatorOptions) -> Cluster:
     cluster = _single_host_cluster(
         EXT_PROC_CLUSTER, options.ext_proc_host, options.ext_proc_port, EXT_PROC_CONNECT_TIMEOUT_S
     )
+    # Each buffered body crosses to the filter as one gRPC message; Envoy's 1 MiB default
+    # would hold it back behind a write watermark. (HTTP/2's default stream window,
+    # 256 MiB, is already above it.)
+    cluster.per_connection_buffer_limit_bytes.value = MAX_EXT_PROC_MESSAGE_BYTES
     # gRPC needs HTTP/2 upstream; Envoy's default for a cluster is HTTP/1.1.
     cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(
         packed(

@@ -15,6 +15,7 @@ from envoy.extensions.filters.http.router.v3.router_pb2 import Router
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.request_id.uuid.v3.uuid_pb2 import UuidRequestIdConfig
 from envoy.type.tracing.v3.custom_tag_pb2 import CustomTag
 from envoy.type.v3.percent_pb2 import Percent
 from google.protobuf.struct_pb2 import Struct
@@ -30,6 +31,7 @@ from control_plane.translator.options import (
     TranslatorOptions,
 )
 from control_plane.translator.protos import ads, duration, packed, socket_address
+from ttsgw_contract.limits import MAX_EXT_PROC_MESSAGE_BYTES, MAX_REQUEST_BODY_BYTES
 from ttsgw_contract.modes import STATIC_MODE
 
 EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
@@ -79,6 +81,7 @@ def listener(options: TranslatorOptions) -> Listener:
         generate_request_id=BoolValue(value=True),
         always_set_request_id_in_response=True,
         preserve_external_request_id=True,
+        request_id_extension=request_id_extension(),
         access_log=[access_log(options.access_log_path)],
         local_reply_config=local_reply_config(),
         http_filters=[
@@ -91,7 +94,10 @@ def listener(options: TranslatorOptions) -> Listener:
     return Listener(
         name=options.listener_name,
         address=socket_address(options.listener_address, options.listener_port),
-        per_connection_buffer_limit_bytes=UInt32Value(value=options.max_request_body_bytes),
+        # ext_proc BUFFERED mode holds the whole body within this limit and answers 413
+        # above it (local_replies.py gives that 413 OpenAI's shape); the filter's gRPC
+        # server takes the same bodies (MAX_EXT_PROC_MESSAGE_BYTES).
+        per_connection_buffer_limit_bytes=UInt32Value(value=MAX_REQUEST_BODY_BYTES),
         filter_chains=[
             FilterChain(filters=[Filter(name=HTTP_CONNECTION_MANAGER, typed_config=packed(hcm))])
         ],
@@ -109,10 +115,30 @@ def access_log(path: str) -> AccessLog:
     )
 
 
+def request_id_extension() -> hcm_pb2.RequestIDExtension:
+    """A client's own x-request-id reaches the workers and comes back byte for byte.
+
+    By default Envoy's UUID extension rewrites one hex digit of a UUID request id to carry
+    the trace decision, so with tracing on a client's id would come back altered and match
+    nothing in its own logs. B3 headers already carry the decision to the filter and the
+    workers; and sampling stays random rather than a hash of an id the client picks.
+    """
+    uuid_config = UuidRequestIdConfig(
+        pack_trace_reason=BoolValue(value=False),
+        use_request_id_for_trace_sampling=BoolValue(value=False),
+    )
+    return hcm_pb2.RequestIDExtension(typed_config=packed(uuid_config))
+
+
 def ext_proc(options: TranslatorOptions) -> ExternalProcessor:
     return ExternalProcessor(
         grpc_service=GrpcService(
-            envoy_grpc=GrpcService.EnvoyGrpc(cluster_name=EXT_PROC_CLUSTER),
+            envoy_grpc=GrpcService.EnvoyGrpc(
+                cluster_name=EXT_PROC_CLUSTER,
+                # The filter's answers carry whole bodies too (a cached clip, a mutation);
+                # the bound is the one both ends of the stream share.
+                max_receive_message_length=UInt32Value(value=MAX_EXT_PROC_MESSAGE_BYTES),
+            ),
             timeout=duration(EXT_PROC_GRPC_TIMEOUT_S),
         ),
         failure_mode_allow=options.ext_proc_failure_mode_allow,

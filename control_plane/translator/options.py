@@ -47,8 +47,5 @@ class TranslatorOptions:
     route_secret: str = ""
     route_config_name: str = "ttsgw_routes"
     listener_name: str = "ttsgw_listener"
-    # ext_proc BUFFERED mode answers 413 above the connection buffer limit (Envoy's
-    # default is 1 MiB); a 30 s base64 prompt_audio WAV is about 2-4 MB.
-    max_request_body_bytes: int = 8 * 1024 * 1024
     # Envoy's Zipkin tracer sends its spans here; None (the default) turns tracing off.
     tracing: TracingOptions | None = None

@@ -37,9 +37,8 @@ class SnapshotCache:
     def set_snapshot(self, snapshot: Snapshot) -> bool:
         """Publish `snapshot` to every stream. Returns False when its version is already current.
 
-        Raises InconsistentSnapshotError (and publishes nothing) if it references missing resources.
+        `Snapshot.build` refused it already if it referenced missing resources.
         """
-        snapshot.consistent()
         if self._snapshot is not None and self._snapshot.version == snapshot.version:
             return False
         self._snapshot = snapshot

@@ -5,8 +5,8 @@
         ├── ProtocolError   an Envoy broke the xDS protocol (e.g. no node); INVALID_ARGUMENT
         └── BindError       the xDS port cannot be bound (taken, bad address)
 
-InconsistentSnapshotError (control_plane/errors.py) is raised by Snapshot.consistent() and
-SnapshotCache.set_snapshot(); nothing inconsistent is ever published.
+InconsistentSnapshotError (control_plane/errors.py) is raised by Snapshot.build() (through
+Snapshot.consistent()), so nothing inconsistent is ever built, let alone published.
 """
 
 from __future__ import annotations

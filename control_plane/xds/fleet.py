@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from control_plane.signals import ChangeSignal
+from control_plane.xds.callbacks import Callbacks, StreamInfo
 from control_plane.xds.resources import CLUSTER, LISTENER, SHORT_NAMES
 
 # A stream remembers when each of its recent versions was last sent, to order ACKs of content
@@ -46,43 +47,16 @@ class TypeStatus:
 
 
 @dataclass
-class StreamRecord:
-    """One ADS stream of one Envoy; the ADS stream reports into it, the fleet reads it."""
+class _Stream:
+    """One ADS stream of one Envoy, as the fleet's callbacks recorded it."""
 
-    fleet: Fleet
-    stream_id: int
-    node_id: str
-    cluster: str
-    envoy_version: str
+    info: StreamInfo
     connected_at: float
     subscribed: set[str] = field(default_factory=set)
     types: dict[str, TypeStatus] = field(default_factory=dict)
 
-    def _type(self, type_url: str) -> TypeStatus:
+    def type(self, type_url: str) -> TypeStatus:
         return self.types.setdefault(type_url, TypeStatus())
-
-    def subscribe(self, type_url: str) -> None:
-        if type_url not in self.subscribed:
-            self.subscribed.add(type_url)
-            self.fleet._notify()
-
-    def sent(self, type_url: str, version: str) -> None:
-        status = self._type(type_url)
-        status.sent = version
-        status.sent_seq.pop(version, None)
-        status.sent_seq[version] = next(self.fleet._seq)
-        while len(status.sent_seq) > _SENT_HISTORY:
-            status.sent_seq.popitem(last=False)
-
-    def acked(self, type_url: str, version: str) -> None:
-        status = self._type(type_url)
-        status.acked = version
-        status.acked_seq = max(status.acked_seq, status.sent_seq.get(version, -1))
-        self.fleet._notify()
-
-    def nacked(self, type_url: str, version: str, message: str) -> None:
-        self._type(type_url).nack = Nack(version=version, message=message, at=time.time())
-        self.fleet._notify()
 
     def has_acked(self, type_url: str, version: str, since: int | None = None) -> bool:
         """True if this stream runs `version` of `type_url`, or ACKed something newer.
@@ -104,45 +78,70 @@ class StreamRecord:
         seq = status.sent_seq.get(version)
         return seq is not None and status.acked_seq >= seq
 
-    def close(self) -> None:
-        self.fleet._close(self)
 
+class Fleet(Callbacks):
+    """Connected Envoys by node id, kept from the ADS streams' callbacks.
 
-class Fleet:
-    """Connected Envoys by node id. Several streams may share a node id; each is counted."""
+    Several streams may share a node id; each is counted. Hooks for a stream it never saw
+    open are ignored, so a subscriber added late cannot fail a stream.
+    """
 
     def __init__(self) -> None:
-        self._streams: dict[int, StreamRecord] = {}
-        self._ids = itertools.count(1)
+        self._streams: dict[int, _Stream] = {}
         self._seq = itertools.count()
         self._changed = ChangeSignal()
 
-    def open_stream(self, node_id: str, cluster: str, envoy_version: str) -> StreamRecord:
-        record = StreamRecord(
-            fleet=self,
-            stream_id=next(self._ids),
-            node_id=node_id,
-            cluster=cluster,
-            envoy_version=envoy_version,
-            connected_at=time.time(),
-        )
-        self._streams[record.stream_id] = record
-        self._notify()
-        return record
+    # --- the callbacks ---------------------------------------------------------------
 
-    def _close(self, record: StreamRecord) -> None:
-        if self._streams.pop(record.stream_id, None) is not None:
-            self._notify()
-
-    def _notify(self) -> None:
+    def on_stream_open(self, stream: StreamInfo) -> None:
+        self._streams[stream.stream_id] = _Stream(stream, connected_at=time.time())
         self._changed.notify()
+
+    def on_subscribe(self, stream_id: int, type_url: str) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is not None and type_url not in stream.subscribed:
+            stream.subscribed.add(type_url)
+            self._changed.notify()
+
+    def on_response_sent(self, stream_id: int, type_url: str, version: str) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        status = stream.type(type_url)
+        status.sent = version
+        status.sent_seq.pop(version, None)
+        status.sent_seq[version] = next(self._seq)
+        while len(status.sent_seq) > _SENT_HISTORY:
+            status.sent_seq.popitem(last=False)
+
+    def on_ack(self, stream_id: int, type_url: str, version: str, after_s: float | None) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        status = stream.type(type_url)
+        status.acked = version
+        status.acked_seq = max(status.acked_seq, status.sent_seq.get(version, -1))
+        self._changed.notify()
+
+    def on_nack(self, stream_id: int, type_url: str, version: str, message: str) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        stream.type(type_url).nack = Nack(version=version, message=message, at=time.time())
+        self._changed.notify()
+
+    def on_stream_close(self, stream_id: int) -> None:
+        if self._streams.pop(stream_id, None) is not None:
+            self._changed.notify()
+
+    # --- the views -------------------------------------------------------------------
 
     @property
     def stream_count(self) -> int:
         return len(self._streams)
 
     def node_ids(self) -> set[str]:
-        return {s.node_id for s in self._streams.values()}
+        return {s.info.node_id for s in self._streams.values()}
 
     def mark(self) -> int:
         """A point in send order; take it before publishing a snapshot you will wait for."""
@@ -184,21 +183,22 @@ class Fleet:
     def snapshot(self) -> list[dict[str, Any]]:
         """One entry per node id, for `GET /api/v1/fleet`; the newest stream's view wins."""
         nodes: dict[str, dict[str, Any]] = {}
-        for stream in sorted(self._streams.values(), key=lambda s: s.stream_id):
+        for stream in sorted(self._streams.values(), key=lambda s: s.info.stream_id):
+            info = stream.info
             node = nodes.setdefault(
-                stream.node_id,
+                info.node_id,
                 {
-                    "node_id": stream.node_id,
-                    "cluster": stream.cluster,
-                    "envoy_version": stream.envoy_version,
+                    "node_id": info.node_id,
+                    "cluster": info.cluster,
+                    "envoy_version": info.envoy_version,
                     "connected_at": stream.connected_at,
                     "streams": 0,
                     "types": {},
                 },
             )
             node["streams"] += 1
-            node["cluster"] = stream.cluster
-            node["envoy_version"] = stream.envoy_version
+            node["cluster"] = info.cluster
+            node["envoy_version"] = info.envoy_version
             for type_url, status in stream.types.items():
                 short = SHORT_NAMES.get(type_url, type_url)
                 public = status.to_public()

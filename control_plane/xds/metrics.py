@@ -1,4 +1,4 @@
-"""Prometheus metrics of the xDS server, registered on the registry the caller serves."""
+"""Prometheus metrics of the xDS server, kept from the ADS streams' callbacks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from control_plane.xds.callbacks import Callbacks, StreamInfo
 from control_plane.xds.resources import SHORT_NAMES
 
 # Convergence is measured to the ACK; Envoy ACKs within milliseconds on a quiet box, but a
@@ -17,7 +18,9 @@ _PUSH_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
                  0.5, 1.0, 2.5)  # fmt: skip
 
 
-class XdsMetrics:
+class XdsMetrics(Callbacks):
+    """Registered on the registry the caller serves."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.pushes = Counter(
             "ttsgw_xds_pushes_total",
@@ -56,9 +59,26 @@ class XdsMetrics:
             for family in (self.pushes, self.nacks, self.convergence, self.push_latency):
                 family.labels(short)
 
-    def written(self, type_url: str, published_at: float | None) -> None:
-        """One push of a published snapshot is on the wire; `published_at` is monotonic."""
+    def on_stream_open(self, stream: StreamInfo) -> None:
+        self.streams.inc()
+
+    def on_stream_close(self, stream_id: int) -> None:
+        self.streams.dec()
+
+    def on_response_sent(self, stream_id: int, type_url: str, version: str) -> None:
+        self.pushes.labels(_short(type_url)).inc()
+
+    def on_response_written(self, type_url: str, published_at: float | None) -> None:
         if published_at is not None:
-            self.push_latency.labels(SHORT_NAMES.get(type_url, type_url)).observe(
-                time.monotonic() - published_at
-            )
+            self.push_latency.labels(_short(type_url)).observe(time.monotonic() - published_at)
+
+    def on_ack(self, stream_id: int, type_url: str, version: str, after_s: float | None) -> None:
+        if after_s is not None:
+            self.convergence.labels(_short(type_url)).observe(after_s)
+
+    def on_nack(self, stream_id: int, type_url: str, version: str, message: str) -> None:
+        self.nacks.labels(_short(type_url)).inc()
+
+
+def _short(type_url: str) -> str:
+    return SHORT_NAMES.get(type_url, type_url)

@@ -16,6 +16,7 @@ from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 from prometheus_client import CollectorRegistry
 
 from control_plane.xds.cache import SnapshotSource
+from control_plane.xds.callbacks import Callbacks, Fanout
 from control_plane.xds.errors import BindError, ProtocolError
 from control_plane.xds.fleet import Fleet
 from control_plane.xds.metrics import XdsMetrics
@@ -34,18 +35,16 @@ def _identity(data: bytes) -> bytes:
 class AdsServicer:
     """Runs one `AdsStream` per gRPC stream, fed by its requests and by snapshot changes."""
 
-    def __init__(self, cache: SnapshotSource, fleet: Fleet, metrics: XdsMetrics) -> None:
+    def __init__(self, cache: SnapshotSource, callbacks: Callbacks) -> None:
         self._cache = cache
-        self._fleet = fleet
-        self._metrics = metrics
+        self._callbacks = callbacks
 
     async def stream_aggregated_resources(
         self,
         requests: AsyncIterator[DiscoveryRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[bytes]:
-        stream = AdsStream(self._fleet, self._metrics, self._cache.snapshot())
-        self._metrics.streams.inc()
+        stream = AdsStream(self._callbacks, self._cache.snapshot())
         next_request = asyncio.ensure_future(anext(requests))
         next_snapshot = asyncio.ensure_future(self._cache.wait_for_change(stream.snapshot_version))
         try:
@@ -71,7 +70,7 @@ class AdsServicer:
                     for push in stream.on_snapshot(snapshot):
                         yield push.data
                         # Resumed once grpc.aio has written the message: the push latency.
-                        self._metrics.written(
+                        self._callbacks.on_response_written(
                             push.type_url, self._cache.published_at(snapshot.version)
                         )
                     next_snapshot = asyncio.ensure_future(
@@ -83,7 +82,6 @@ class AdsServicer:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             stream.close()
-            self._metrics.streams.dec()
 
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
@@ -112,10 +110,10 @@ def create_xds_server(
     Call it inside the running event loop, then `await server.start()`. With `registry` None the
     metrics go to a private registry nobody serves. `extra_handlers` are other services Envoy
     reaches through the same xDS cluster (e.g. the metrics_service sink). Raises BindError when
-    the port is taken.
+    the port is taken. The fleet and the metrics both subscribe to every stream's callbacks.
     """
     metrics = XdsMetrics(registry if registry is not None else CollectorRegistry())
-    servicer = AdsServicer(cache, fleet, metrics)
+    servicer = AdsServicer(cache, Fanout((fleet, metrics)))
     # SO_REUSEPORT would let a second server silently share a taken port.
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     server.add_generic_rpc_handlers((servicer.handler(), *extra_handlers))

@@ -188,6 +188,8 @@ class Snapshot:
     def build(cls, resources: Resources, previous: Snapshot | None = None) -> Snapshot:
         """Encode `resources`; a type whose message tuple is `previous`'s own is reused as is.
 
+        Raises InconsistentSnapshotError if a resource references one that is missing.
+
         A weight change re-translates only the routes and passes the other tuples through
         unchanged, so at 1,000 backends it skips re-encoding every cluster.
         """
@@ -205,13 +207,16 @@ class Snapshot:
             overall.update(f"{type_url}={types[type_url].version};".encode())
         route_refs = {r.name: _route_refs(r) for r in resources.routes}
         eds_names = {c.name: n for c in resources.clusters if (n := eds_name(c)) is not None}
-        return cls(
+        snapshot = cls(
             types=MappingProxyType(types),
             version=overall.hexdigest(),
             route_refs=MappingProxyType(route_refs),
             eds_names=MappingProxyType(eds_names),
             resources=resources,
         )
+        # The one consistency check: every snapshot that exists can be pushed.
+        snapshot.consistent()
+        return snapshot
 
     @property
     def versions(self) -> dict[str, str]:

@@ -10,6 +10,7 @@ Rules it keeps (Envoy's xds_protocol.rst):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -17,9 +18,8 @@ from dataclasses import dataclass, field
 
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 
+from control_plane.xds.callbacks import Callbacks, StreamInfo
 from control_plane.xds.errors import ProtocolError
-from control_plane.xds.fleet import Fleet, StreamRecord
-from control_plane.xds.metrics import XdsMetrics
 from control_plane.xds.resources import CLUSTER, ENDPOINT, PUSH_ORDER, ROUTE, SHORT_NAMES
 from control_plane.xds.snapshot import Snapshot, content_version, encode_body, with_nonce
 
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 _WILDCARD_TYPES = frozenset(PUSH_ORDER) - {ENDPOINT, ROUTE}
 
 Names = frozenset[str] | None  # None: wildcard, all resources of the type
+
+# Stream ids are unique per process, like go-control-plane's, so subscribers can key by them.
+_stream_ids = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -67,21 +70,23 @@ class _TypeState:
 
 
 class AdsStream:
-    """Feed it requests and snapshots; it returns the responses to send, in order."""
+    """Feed it requests and snapshots; it returns the responses to send, in order.
+
+    What happens on the stream is reported to `callbacks` (the fleet view, the metrics).
+    """
 
     def __init__(
         self,
-        fleet: Fleet,
-        metrics: XdsMetrics,
+        callbacks: Callbacks,
         snapshot: Snapshot | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._fleet = fleet
-        self._metrics = metrics
+        self.stream_id = next(_stream_ids)
+        self._callbacks = callbacks
         self._snapshot = snapshot
         self._clock = clock
-        self._record: StreamRecord | None = None
+        self._info: StreamInfo | None = None
         self._types: dict[str, _TypeState] = {}
         self._nonce = 0
         self._acked_refs: frozenset[str] = frozenset()
@@ -95,16 +100,15 @@ class AdsStream:
 
     @property
     def node_id(self) -> str | None:
-        return None if self._record is None else self._record.node_id
+        return None if self._info is None else self._info.node_id
 
     @property
     def kept_clusters(self) -> frozenset[str]:
         return frozenset(self._kept)
 
     def on_request(self, request: DiscoveryRequest) -> list[Push]:
-        if self._record is None:
+        if self._info is None:
             self._open(request)
-        assert self._record is not None
         type_url = request.type_url
         state = self._types.setdefault(type_url, _TypeState())
         affected = {type_url}
@@ -120,11 +124,11 @@ class AdsStream:
             state.sent_names = _NEVER
             if request.version_info:
                 # Reconnecting Envoys say which version they already run.
-                self._record.acked(type_url, request.version_info)
+                self._callbacks.on_ack(self.stream_id, type_url, request.version_info, None)
         state.names = self._names(type_url, request.resource_names)
         if not state.subscribed:
             state.subscribed = True
-            self._record.subscribe(type_url)
+            self._callbacks.on_subscribe(self.stream_id, type_url)
         return self._sync(affected)
 
     def on_snapshot(self, snapshot: Snapshot) -> list[Push]:
@@ -133,9 +137,9 @@ class AdsStream:
         return self._sync(PUSH_ORDER)
 
     def close(self) -> None:
-        if self._record is not None:
-            self._record.close()
-            self._record = None
+        if self._info is not None:
+            self._callbacks.on_stream_close(self.stream_id)
+            self._info = None
 
     def _open(self, request: DiscoveryRequest) -> None:
         node = request.node
@@ -147,7 +151,8 @@ class AdsStream:
             envoy_version = f"{v.major_number}.{v.minor_number}.{v.patch}"
         else:
             envoy_version = node.user_agent_version
-        self._record = self._fleet.open_stream(node.id, node.cluster, envoy_version)
+        self._info = StreamInfo(self.stream_id, node.id, node.cluster, envoy_version)
+        self._callbacks.on_stream_open(self._info)
 
     @staticmethod
     def _names(type_url: str, requested: Iterable[str]) -> Names:
@@ -157,30 +162,26 @@ class AdsStream:
         return names
 
     def _on_ack(self, type_url: str, state: _TypeState, request: DiscoveryRequest) -> set[str]:
-        assert self._record is not None
-        self._metrics.convergence.labels(SHORT_NAMES.get(type_url, type_url)).observe(
-            self._clock() - state.sent_at
-        )
-        self._record.acked(type_url, request.version_info)
+        after_s = self._clock() - state.sent_at
+        self._callbacks.on_ack(self.stream_id, type_url, request.version_info, after_s)
         if type_url != ROUTE:
             return set()
         self._acked_refs, self._inflight_refs = state.sent_refs, frozenset()
         return self._release_unreferenced()
 
     def _on_nack(self, type_url: str, state: _TypeState, request: DiscoveryRequest) -> None:
-        assert self._record is not None and state.sent_version is not None
+        assert self._info is not None and state.sent_version is not None
         version, message = state.sent_version, request.error_detail.message
         if version not in state.rejected:
             log.warning(
                 "node %s rejected %s version %s: %s",
-                self._record.node_id,
+                self._info.node_id,
                 SHORT_NAMES.get(type_url, type_url),
                 version,
                 message,
             )
         state.rejected.add(version)
-        self._record.nacked(type_url, version, message)
-        self._metrics.nacks.labels(SHORT_NAMES.get(type_url, type_url)).inc()
+        self._callbacks.on_nack(self.stream_id, type_url, version, message)
         if type_url == ROUTE:
             self._inflight_refs = frozenset()  # the Envoy keeps running the ACKed routes
 
@@ -256,7 +257,7 @@ class AdsStream:
         version: str,
         merged: Mapping[str, bytes] | None,
     ) -> Push:
-        assert self._snapshot is not None and self._record is not None
+        assert self._snapshot is not None
         names = state.names
         if merged is None:
             body = self._snapshot.types[type_url].body(names)
@@ -272,6 +273,5 @@ class AdsStream:
             served = refs.keys() if names is None else names & refs.keys()
             state.sent_refs = frozenset().union(*(refs[n] for n in served))
             self._inflight_refs = state.sent_refs
-        self._record.sent(type_url, version)
-        self._metrics.pushes.labels(SHORT_NAMES.get(type_url, type_url)).inc()
+        self._callbacks.on_response_sent(self.stream_id, type_url, version)
         return Push(type_url, version, nonce, names, with_nonce(body, nonce))

@@ -10,7 +10,7 @@ from prometheus_client.registry import Collector
 
 from gateway.config_client import GatewayConfigSource
 from gateway.ext_proc.admission import ANONYMOUS
-from gateway.ext_proc.context import Outcome
+from gateway.ext_proc.processor import Outcome
 
 # Label values for requests without a known model or an API key's class. Both labels come
 # from the gateway-config only (a client's unknown model name is never a label value).

@@ -1,6 +1,8 @@
 """The response cache inside the filter: lookup, single-flight, and the fill from the response.
 
-Per speech request, after validation (the request-body phase):
+``ResponseCache`` is the process's part (the store, the flights, the background writes);
+``SpeechCache`` one speech request's part, owned by its processor: the lookup after
+validation (the request-body phase), then the fill from the response phases:
 
 - ``bypass`` unless the cache is enabled and the model has a TTL and exactly one backend
   (a split model's answer must never cross variants). A store that is down or slow is a
@@ -40,7 +42,6 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 from envoy.type.v3.http_status_pb2 import HttpStatus
 
 from gateway.cache.single_flight import Flight, SingleFlight
-from gateway.ext_proc.context import CacheState
 from gateway.ext_proc.headers import header_dict, set_header
 from gateway.ext_proc.metrics import CacheMetrics
 from gateway.ext_proc.tracing import StreamTrace, child_span
@@ -58,6 +59,8 @@ SSE_DONE = "speech.audio.done"
 
 
 class ResponseCache:
+    """The cache as the filter process sees it; ``request`` gives each speech request its part."""
+
     def __init__(
         self,
         store: CacheStore,
@@ -66,121 +69,35 @@ class ResponseCache:
         follower_wait_s: float = 30.0,
         flights: SingleFlight | None = None,
     ) -> None:
-        self._store = store
-        self._metrics = metrics
-        self._follower_wait_s = follower_wait_s
-        self._flights = flights or SingleFlight()
+        self.store = store
+        self.metrics = metrics
+        self.follower_wait_s = follower_wait_s
+        self.flights = flights or SingleFlight()
         self._background: set[asyncio.Task[None]] = set()
 
-    async def lookup(
-        self,
-        config: GatewayConfig,
-        request: SpeechRequest,
-        request_id: str = "",
-        *,
-        trace: StreamTrace | None = None,
-    ) -> tuple[CacheState, ProcessingResponse | None]:
-        """The request's cache state, and the immediate answer when it is a hit."""
-        model = request.model
-        route = config.models[model]
-        if not (config.cache.enabled and route.cacheable):
-            return self._bypass(model), None
-        key = request_key(model, route.cache_generation, _canonical(request))
-        try:
-            entry = await self._store.get(key)
-        except CacheUnavailable as exc:
-            log.debug("cache lookup failed, bypassing: %s", exc)
-            return self._bypass(model), None
-        if entry is not None:
-            return self._hit(model, entry, request_id)
-        flight = self._flights.join(key)
-        if not flight.leader:
-            self._metrics.single_flight_waits.inc()
-            with child_span(trace, "single_flight_wait") as span:
-                entry = await flight.wait(self._follower_wait_s)
-                if span is not None:
-                    span.set_attribute("tts.single_flight", "filled" if entry else "gave_up")
-            if entry is not None:
-                return self._hit(model, entry, request_id)
-            # The leader failed or is slow: this one asks the backend and fills nothing.
-            return self._count(CacheState("miss", model=model)), None
-        state = CacheState(
-            "miss",
-            model=model,
-            key=key,
-            ttl_s=route.cache_ttl_s,
-            max_entry_bytes=config.cache.max_entry_bytes,
-            flight=flight,
-            backend=route.backends[0],
-        )
-        return self._count(state), None
-
-    def start_fill(self, state: CacheState, headers: HeaderMap, end_of_stream: bool) -> bool:
-        """At the leader's response headers: True when the body should be collected."""
-        if state.flight is None:
-            return False
-        values = header_dict(headers)
-        length = values.get("content-length", "")
-        too_big = length.isdigit() and int(length) > state.max_entry_bytes
-        if values.get(":status") != "200" or end_of_stream or too_big:
-            state.abandon()
-            return False
-        state.content_type = values.get("content-type", "application/octet-stream")
-        state.backend = values.get(BACKEND_HEADER, state.backend)
-        return True
-
-    def add_chunk(self, state: CacheState, chunk: bytes, end_of_stream: bool) -> None:
-        """One chunk of the leader's response body; the last one completes the fill."""
-        if state.flight is None:
-            return
-        state.size += len(chunk)
-        if state.size > state.max_entry_bytes:
-            state.abandon()
-            return
-        if chunk:
-            state.chunks.append(chunk)
-        if not end_of_stream:
-            return
-        entry = CachedResponse(b"".join(state.chunks), state.content_type, state.backend)
-        state.chunks = []
-        if _is_event_stream(entry.content_type) and not _ends_with_done(entry.body):
-            state.abandon()
-            return
-        flight, state.flight = state.flight, None
-        if state.key is None:
-            flight.finish(entry)
-            return
-        self._spawn(self._put_then_finish(flight, state.key, entry, state.ttl_s))
+    def request(
+        self, config: GatewayConfig, request_id: str = "", trace: StreamTrace | None = None
+    ) -> SpeechCache:
+        return SpeechCache(self, config, request_id, trace)
 
     async def aclose(self) -> None:
         """Let pending writes finish; the filter is shutting down."""
-        self._flights.abandon_all()
+        self.flights.abandon_all()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
-    def _bypass(self, model: str) -> CacheState:
-        return self._count(CacheState("bypass", model=model))
-
-    def _hit(
-        self, model: str, entry: CachedResponse, request_id: str
-    ) -> tuple[CacheState, ProcessingResponse]:
-        state = self._count(CacheState("hit", model=model), nbytes=len(entry.body))
-        self._metrics.bytes_served.inc(len(entry.body))
-        return state, hit_response(entry, request_id)
-
-    def _count(self, state: CacheState, nbytes: int = 0) -> CacheState:
-        self._metrics.requests.labels(state.model, state.outcome).inc()
-        self._spawn(self._record(state.model, state.outcome, nbytes))
-        return state
+    def count(self, model: str, outcome: Outcome, nbytes: int = 0) -> None:
+        self.metrics.requests.labels(model, outcome).inc()
+        self.spawn(self._record(model, outcome, nbytes))
 
     async def _record(self, model: str, outcome: Outcome, nbytes: int) -> None:
         try:
-            await self._store.record(model, outcome, nbytes)
+            await self.store.record(model, outcome, nbytes)
         except Exception:
             # The contract says record never raises; a store that does must not matter.
             log.debug("cache stats record failed", exc_info=True)
 
-    async def _put_then_finish(
+    async def put_then_finish(
         self, flight: Flight, key: str, entry: CachedResponse, ttl_s: int
     ) -> None:
         """Store first, then release the followers.
@@ -191,16 +108,127 @@ class ResponseCache:
         response is not held back, since this runs in the background.
         """
         try:
-            await self._store.put(key, entry, ttl_s)
+            await self.store.put(key, entry, ttl_s)
         except CacheUnavailable as exc:
             log.debug("cache fill failed: %s", exc)
         finally:
             flight.finish(entry)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+class SpeechCache:
+    """One speech request's part of the cache: its outcome and, for a leader, the fill."""
+
+    def __init__(
+        self,
+        cache: ResponseCache,
+        config: GatewayConfig,
+        request_id: str = "",
+        trace: StreamTrace | None = None,
+    ) -> None:
+        self._cache = cache
+        self._config = config
+        self._request_id = request_id
+        self._trace = trace
+        # None until looked up; the value of x-tts-cache after.
+        self.outcome: Outcome | None = None
+        self._model = ""
+        self._key = ""
+        self._ttl_s = 0
+        # Set only on the leader of a single-flight; it must be finished whatever happens.
+        self._flight: Flight | None = None
+        self._content_type = ""
+        self._backend = ""
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    async def lookup(self, request: SpeechRequest) -> ProcessingResponse | None:
+        """Decide hit, miss or bypass; the immediate answer when it is a hit."""
+        model = self._model = request.model
+        config = self._config
+        route = config.models[model]
+        if not (config.cache.enabled and route.cacheable):
+            self._counted("bypass")
+            return None
+        key = request_key(model, route.cache_generation, _canonical(request))
+        try:
+            entry = await self._cache.store.get(key)
+        except CacheUnavailable as exc:
+            log.debug("cache lookup failed, bypassing: %s", exc)
+            self._counted("bypass")
+            return None
+        if entry is not None:
+            return self._hit(entry)
+        flight = self._cache.flights.join(key)
+        if not flight.leader:
+            self._cache.metrics.single_flight_waits.inc()
+            with child_span(self._trace, "single_flight_wait") as span:
+                entry = await flight.wait(self._cache.follower_wait_s)
+                if span is not None:
+                    span.set_attribute("tts.single_flight", "filled" if entry else "gave_up")
+            if entry is not None:
+                return self._hit(entry)
+            # The leader failed or is slow: this one asks the backend and fills nothing.
+            self._counted("miss")
+            return None
+        self._flight, self._key, self._ttl_s = flight, key, route.cache_ttl_s
+        self._backend = route.backends[0]
+        self._counted("miss")
+        return None
+
+    def start_fill(self, headers: HeaderMap, end_of_stream: bool) -> bool:
+        """At the leader's response headers: True when the body should be collected."""
+        if self._flight is None:
+            return False
+        values = header_dict(headers)
+        length = values.get("content-length", "")
+        too_big = length.isdigit() and int(length) > self._config.cache.max_entry_bytes
+        if values.get(":status") != "200" or end_of_stream or too_big:
+            self.abandon()
+            return False
+        self._content_type = values.get("content-type", "application/octet-stream")
+        self._backend = values.get(BACKEND_HEADER, self._backend)
+        return True
+
+    def add_chunk(self, chunk: bytes, end_of_stream: bool) -> None:
+        """One chunk of the leader's response body; the last one completes the fill."""
+        if self._flight is None:
+            return
+        self._size += len(chunk)
+        if self._size > self._config.cache.max_entry_bytes:
+            self.abandon()
+            return
+        if chunk:
+            self._chunks.append(chunk)
+        if not end_of_stream:
+            return
+        entry = CachedResponse(b"".join(self._chunks), self._content_type, self._backend)
+        self._chunks = []
+        if _is_event_stream(entry.content_type) and not _ends_with_done(entry.body):
+            self.abandon()
+            return
+        flight, self._flight = self._flight, None
+        self._cache.spawn(self._cache.put_then_finish(flight, self._key, entry, self._ttl_s))
+
+    def abandon(self) -> None:
+        """Followers of an unfinished fill go to the backend; safe to call twice."""
+        if self._flight is not None:
+            self._flight.finish(None)
+            self._flight = None
+        self._chunks = []
+
+    def _counted(self, outcome: Outcome, nbytes: int = 0) -> None:
+        self.outcome = outcome
+        self._cache.count(self._model, outcome, nbytes)
+
+    def _hit(self, entry: CachedResponse) -> ProcessingResponse:
+        self._counted("hit", nbytes=len(entry.body))
+        self._cache.metrics.bytes_served.inc(len(entry.body))
+        return hit_response(entry, self._request_id)
 
 
 def hit_response(entry: CachedResponse, request_id: str = "") -> ProcessingResponse:

@@ -17,7 +17,7 @@ from envoy.type.v3.http_status_pb2 import HttpStatus
 
 from gateway.errors import RateLimitedError, RequestRejected
 from gateway.ext_proc.headers import set_header
-from gateway.openai_errors import CONTENT_TYPE, error_body
+from gateway.openai_errors import CONTENT_TYPE, error_body, internal_error_body
 
 
 def _common(header_mutation: HeaderMutation | None, clear_route_cache: bool) -> CommonResponse:
@@ -76,5 +76,17 @@ def reject(exc: RequestRejected, *, request_id: str = "", trace_id: str = "") ->
             headers=HeaderMutation(set_headers=headers),
             body=error_body(exc, request_id=request_id, trace_id=trace_id),
             details=f"ttsgw_filter_{exc.code or 'rejected'}",
+        )
+    )
+
+
+def internal_error(*, request_id: str = "", trace_id: str = "") -> ProcessingResponse:
+    """The 500 for a filter bug in a request phase, in OpenAI's shape (stream.py says why)."""
+    return ProcessingResponse(
+        immediate_response=ImmediateResponse(
+            status=HttpStatus(code=500),  # type: ignore[arg-type]
+            headers=HeaderMutation(set_headers=[set_header("content-type", CONTENT_TYPE)]),
+            body=internal_error_body(request_id=request_id, trace_id=trace_id),
+            details="ttsgw_filter_error",
         )
     )

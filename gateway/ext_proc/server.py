@@ -1,4 +1,4 @@
-"""Builds the gateway filter's grpc.aio server: processors per phase, metrics, the port."""
+"""Builds the gateway filter's grpc.aio server: the router, its processors, metrics, the port."""
 
 from __future__ import annotations
 
@@ -11,44 +11,25 @@ from prometheus_client import CollectorRegistry
 from gateway.config_client import GatewayConfigSource
 from gateway.errors import StartupError
 from gateway.ext_proc.metrics import CacheMetrics, FilterMetrics
-from gateway.ext_proc.processor import PassthroughProcessor, Processor
-from gateway.ext_proc.queue_view import QueueView
-from gateway.ext_proc.request_body import RequestBodyProcessor
-from gateway.ext_proc.request_headers import RequestHeadersProcessor
+from gateway.ext_proc.queue_processor import QueueView
 from gateway.ext_proc.response_cache import ResponseCache
-from gateway.ext_proc.response_phases import ResponseBodyProcessor, ResponseHeadersProcessor
+from gateway.ext_proc.router import Router
 from gateway.ext_proc.stream import ExtProcService
 from gateway.queue_client import QueueStatusSource
 from gateway.settings import GatewaySettings
 from ttsgw_common.telemetry.emitter import Telemetry
 from ttsgw_contract.cache import CacheStore
+from ttsgw_contract.limits import MAX_EXT_PROC_MESSAGE_BYTES
 
 # gRPC enables SO_REUSEPORT by default, which lets a second filter silently share a
 # taken port; turning it off makes "port in use" an error we can report.
-_SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
-
-
-def build_processors(
-    config_source: GatewayConfigSource,
-    cache: ResponseCache | None = None,
-    queue_view: QueueView | None = None,
-) -> dict[str, Processor]:
-    """One processor per ext_proc phase, keyed by the ProcessingRequest oneof name."""
-    if cache is None:
-        passthrough = PassthroughProcessor()
-        response_headers: Processor = passthrough
-        response_body: Processor = passthrough
-    else:
-        response_headers = ResponseHeadersProcessor(cache)
-        response_body = ResponseBodyProcessor(cache)
-    return {
-        "request_headers": RequestHeadersProcessor(
-            config_source, caching=cache is not None, queue_view=queue_view
-        ),
-        "request_body": RequestBodyProcessor(config_source, cache),
-        "response_headers": response_headers,
-        "response_body": response_body,
-    }
+# gRPC's default 4 MiB receive limit would fail the stream of a speech body Envoy may
+# legitimately send (up to MAX_REQUEST_BODY_BYTES); Envoy's side uses the same limit.
+_SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.max_receive_message_length", MAX_EXT_PROC_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_EXT_PROC_MESSAGE_BYTES),
+]
 
 
 def build_cache(
@@ -79,13 +60,9 @@ def create_server(
     metrics = FilterMetrics(registry, config_source)
     cache = build_cache(settings, store, registry)
     server = grpc.aio.server(options=_SERVER_OPTIONS)
+    router = Router(cache=cache, queue_view=_queue_view(queue_source))
     add_ExternalProcessorServicer_to_server(
-        ExtProcService(
-            build_processors(config_source, cache, _queue_view(queue_source)),
-            metrics,
-            telemetry=telemetry,
-        ),
-        server,
+        ExtProcService(config_source, router.select, metrics, telemetry=telemetry), server
     )
     address = f"{_host_for_grpc(settings.ext_proc_host)}:{settings.ext_proc_port}"
     try:

@@ -35,7 +35,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 
 @dataclass
 class StreamTrace:
-    """One ext_proc stream's tracing state; None on a RequestContext when tracing is off."""
+    """One ext_proc stream's tracing state; None when tracing is off or Envoy sent no context."""
 
     telemetry: Telemetry
     # The B3 headers (or gRPC metadata) the context comes from; parsed by OTel only when

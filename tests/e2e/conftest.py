@@ -1,4 +1,10 @@
-"""End-to-end fixtures: a real stack per module, its logs printed only when a test fails."""
+"""End-to-end fixtures: a real stack per module (or one shared), its logs printed on failure.
+
+A module marked `shared_stack` declares that it only reads: no admin writes, no kills,
+no environment of its own. Such modules share one session-wide stack, because a stack
+start (Redis, control plane, filter, two workers, Envoy, converged) is most of what a
+small e2e module costs. Any module that changes the stack keeps a stack of its own.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +24,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     setattr(item, f"rep_{report.when}", report)
 
 
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    async with running_stack(Path(tmp_path_factory.mktemp("shared-stack"))) as started:
+        yield started
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def module_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     async with running_stack(Path(tmp_path_factory.mktemp("stack"))) as started:
         yield started
+
+
+@pytest.fixture(scope="module")
+def stack(request: pytest.FixtureRequest) -> Stack:
+    shared = request.node.get_closest_marker("shared_stack") is not None
+    started: Stack = request.getfixturevalue("shared_stack" if shared else "module_stack")
+    return started
 
 
 @pytest.fixture(autouse=True)

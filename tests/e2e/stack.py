@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -45,7 +46,10 @@ class Stack:
         self.settings = StackSettings.on_free_ports(state_dir, envoy_concurrency=1)
         self.children: dict[str, Supervised] = {}
         self.envoy_admin_ports: dict[str, int] = {}
-        os.environ["TTSGW_ADMIN_TOKEN"] = TOKEN
+        # A line per stack, so a run can count how many stacks it started.
+        if count_file := os.environ.get("TTSGW_E2E_STACK_COUNT_FILE"):
+            with open(count_file, "a") as counts:
+                counts.write(f"{state_dir}\n")
 
     @property
     def gateway(self) -> str:
@@ -58,7 +62,16 @@ class Stack:
     async def _start(
         self, key: str, component: components.Component, *, wait: bool = True
     ) -> Supervised:
-        child = Supervised(component, self.settings.log_dir)
+        # The token goes to each child, not into this process's environment: a stack must
+        # not change how a later test (or stack) in the same run behaves. The state dir's
+        # token file says the same, for a component that reads it from the state dir.
+        if not self.settings.token_file.exists():
+            self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+            self.settings.token_file.write_text(TOKEN + "\n")
+        env = dict(component.env)
+        if "TTSGW_ADMIN_TOKEN" not in component.drop_env:  # the filter holds only its own
+            env["TTSGW_ADMIN_TOKEN"] = TOKEN
+        child = Supervised(dataclasses.replace(component, env=env), self.settings.log_dir)
         self.children[key] = child
         await child.start()
         if wait:

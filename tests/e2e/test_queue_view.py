@@ -10,7 +10,8 @@ import pytest
 
 from tests.e2e.stack import Stack
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+# Read-only (no admin writes, no kills): it runs on the session's shared stack.
+pytestmark = [pytest.mark.e2e, pytest.mark.shared_stack, pytest.mark.asyncio(loop_scope="session")]
 
 LEVELS = ("high", "default", "low")
 # About 600 characters: a couple of seconds of synthesis on the synthetic engine here.

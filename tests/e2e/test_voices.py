@@ -16,7 +16,8 @@ import soundfile as sf
 
 from tests.e2e.stack import Stack
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+# Read-only (no admin writes, no kills): it runs on the session's shared stack.
+pytestmark = [pytest.mark.e2e, pytest.mark.shared_stack, pytest.mark.asyncio(loop_scope="session")]
 
 
 def clip_b64(rate: int = 16_000, seconds: float = 2.0) -> str:

@@ -115,7 +115,7 @@ def _source(url: str, **kw: Any) -> HttpConfigSource:
     kw.setdefault("poll_timeout_s", 2.0)
     kw.setdefault("retry_initial_s", 0.05)
     kw.setdefault("retry_max_s", 0.3)
-    return HttpConfigSource(url, admin_token=TOKEN, **kw)
+    return HttpConfigSource(url, token=TOKEN, **kw)
 
 
 async def test_first_config_then_a_new_model_within_a_second(control_plane):
@@ -183,7 +183,7 @@ async def test_garbage_answer_keeps_last_good_copy(control_plane):
 
 
 async def test_wrong_token_is_never_ready(control_plane):
-    source = HttpConfigSource(control_plane.url, admin_token="wrong", retry_max_s=0.1)
+    source = HttpConfigSource(control_plane.url, token="wrong", retry_max_s=0.1)
     async with source:
         assert not await source.wait_ready(0.5)
         assert source.current() is None and not source.ready

@@ -104,7 +104,8 @@ async def test_speech_is_routed_by_its_json_model(filter_server):
         (b'{"model": "nope", "input": "hi"}', 404, "model", "model_not_found"),
         (b"not json", 400, None, None),
         (b'{"input": "hi"}', 400, "model", None),
-        (b'{"model": "m1", "input": ""}', 400, "input", None),
+        # The code is the speech contract's (ttsgw_contract.speech.BLANK_TEXT).
+        (b'{"model": "m1", "input": ""}', 400, "input", "blank_text"),
     ],
 )
 async def test_bad_speech_gets_openai_error(filter_server, raw, status, param, code):
@@ -122,6 +123,16 @@ async def test_bad_speech_gets_openai_error(filter_server, raw, status, param, c
     # Rejected before a known model was settled on: a client's name is never a label value.
     labels = {"model": "unknown", "class": "none", "outcome": "rejected_4xx"}
     assert registry.get_sample_value("ttsgw_filter_requests_total", labels)
+
+
+async def test_a_body_over_grpcs_default_4_mib_reaches_the_filter(filter_server):
+    """The server takes what Envoy may send (MAX_EXT_PROC_MESSAGE_BYTES), not gRPC's 4 MiB."""
+    stub, _, _ = filter_server
+    raw = json.dumps({"model": "m1", "input": "hi", "padding": "x" * (6 * 1024 * 1024)})
+    head, tail = await _exchange(stub, _headers("POST", "/v1/audio/speech"), _body(raw.encode()))
+    assert head.HasField("request_headers")
+    [header] = tail.request_body.response.header_mutation.set_headers
+    assert (header.header.key, header.header.raw_value) == ("x-tts-model", b"m1")
 
 
 async def test_voices_routing_and_unknown_model(filter_server):
@@ -191,9 +202,9 @@ def test_taken_port_exits_2_with_one_line(capsys):
 
 
 def test_missing_token_file_exits_2(tmp_path, capsys):
-    code = run(["--admin-token-file", str(tmp_path / "absent"), "--port", "0"])
+    code = run(["--control-plane-token-file", str(tmp_path / "absent"), "--port", "0"])
     assert code == 2
-    assert "cannot read admin token file" in capsys.readouterr().err
+    assert "cannot read control plane token file" in capsys.readouterr().err
 
 
 def test_process_serves_until_sigterm(tmp_path):
@@ -204,7 +215,7 @@ def test_process_serves_until_sigterm(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.main", "--host", "127.0.0.1", "--port", str(grpc_port),
          "--control-plane-url", f"http://127.0.0.1:{_free_port()}",
-         "--admin-token-file", str(token)],
+         "--control-plane-token-file", str(token)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:

@@ -101,6 +101,45 @@ async def test_invalid_write_is_422_naming_the_field_and_changes_nothing(
     assert cp.head.number == 1 and cp.snapshot.version == before
 
 
+@pytest.mark.parametrize("weight", ["10", True, 10.5])
+async def test_a_weight_that_is_not_an_integer_is_422_naming_it(
+    client: httpx.AsyncClient, cp: ControlPlane, weight: object
+) -> None:
+    r = await client.put(
+        "/api/v1/models/espeak/splits", json={"splits": [{"backend": "espeak", "weight": weight}]}
+    )
+    assert r.status_code == 422
+    error = r.json()["error"]
+    assert (error["code"], error["field"]) == ("invalid", "splits.0.weight")
+    assert "valid integer" in error["message"]
+    assert cp.head.number == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"cache_enabled": "true"}, "cache_enabled"),
+        ({"require_api_keys": 1}, "require_api_keys"),
+        ({"max_input_chars": "100"}, "max_input_chars"),
+        ({"max_speed": "2.0"}, "max_speed"),
+        ({"max_speed": True}, "max_speed"),
+    ],
+)
+async def test_policy_fields_take_only_their_json_type(
+    client: httpx.AsyncClient, body: dict[str, object], field: str
+) -> None:
+    r = await client.put("/api/v1/gateway-policy", json=body)
+    assert r.status_code == 422
+    assert r.json()["error"]["field"] == field
+
+
+async def test_a_float_field_still_takes_an_integer(client: httpx.AsyncClient) -> None:
+    r = await client.put("/api/v1/gateway-policy", json={"max_speed": 2})
+    assert r.status_code == 200
+    policy = (await client.get("/api/v1/gateway-policy")).json()
+    assert policy["max_speed"] == 2.0
+
+
 async def test_dangling_references_are_409_and_change_nothing(
     client: httpx.AsyncClient, cp: ControlPlane
 ) -> None:
@@ -188,6 +227,30 @@ async def test_gateway_config_long_polls(client: httpx.AsyncClient) -> None:
         await client.get(f"/api/v1/gateway-config?after={first['version']}&timeout_s=5")
     ).json()
     assert "new" in changed["models"] and changed["version"] != first["version"]
+
+
+async def test_gateway_config_carries_the_filter_timeouts(cp: ControlPlane) -> None:
+    options = TranslatorOptions(ext_proc_message_timeout_ms=300)
+    other = ControlPlane(InMemoryRevisionStore(), SnapshotCache(), Fleet(), options)
+    await other.start(default_state())
+    timeouts = other.gateway_config().timeouts
+    assert timeouts.message_timeout_ms == 300
+    assert timeouts.max_message_timeout_ms == options.ext_proc_max_message_timeout_ms
+    assert other.gateway_config().version != cp.gateway_config().version
+
+
+async def test_gateway_config_is_built_once_per_revision(
+    client: httpx.AsyncClient, cp: ControlPlane
+) -> None:
+    first = cp.gateway_config()
+    assert cp.gateway_config() is first  # every long-poller compares the same object
+    served = (await client.get("/api/v1/gateway-config")).json()
+    assert served == first.model_dump(mode="json")
+    assert served["schema_version"] == 1 and served["revision"] == 1
+    await client.put(
+        "/api/v1/models/espeak/splits", json={"splits": [{"backend": "espeak", "weight": 5}]}
+    )
+    assert cp.gateway_config() is not first and cp.gateway_config().revision == 2
 
 
 async def test_metrics_show_the_revision(client: httpx.AsyncClient) -> None:

@@ -17,7 +17,7 @@ def test_defaults() -> None:
     assert b["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 9901}
     assert "listeners" not in b["static_resources"]
     assert "layered_runtime" not in b
-    json.dumps(b)  # JSON-able
+    assert json.loads(json.dumps(b)) == b  # JSON-able, nothing lost on the way
 
 
 def test_options_are_frozen() -> None:
@@ -44,6 +44,8 @@ def test_xds_cluster_strict_dns_for_a_name() -> None:
     b = render_bootstrap(BootstrapOptions(xds_host="control-plane"))
     (cluster,) = b["static_resources"]["clusters"]
     assert cluster["type"] == "STRICT_DNS"
+    (ep,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert ep["endpoint"]["address"]["socket_address"]["address"] == "control-plane"
 
 
 def test_dynamic_resources_over_ads() -> None:
@@ -69,7 +71,8 @@ def test_public_admin_allowed_on_purpose() -> None:
 
 
 def test_ipv6_loopback_admin_is_fine() -> None:
-    render_bootstrap(BootstrapOptions(admin_address="::1"))
+    b = render_bootstrap(BootstrapOptions(admin_address="::1"))
+    assert b["admin"]["address"]["socket_address"] == {"address": "::1", "port_value": 9901}
 
 
 @pytest.mark.parametrize(

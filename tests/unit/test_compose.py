@@ -130,3 +130,19 @@ def test_workers_share_a_persistent_redis_that_never_evicts_voices(
     data_dir = command[command.index("--dir") + 1]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in redis["volumes"]}
     assert mounts[data_dir] in compose["volumes"]  # type: ignore[operator]
+
+
+def test_only_the_control_plane_holds_the_admin_token(compose: dict[str, object]) -> None:
+    services = compose["services"]
+    assert isinstance(services, dict)
+    holders = {
+        name
+        for name, service in services.items()
+        if "TTSGW_ADMIN_TOKEN" in (service.get("environment") or {})
+    }
+    # Prometheus scrapes the control plane's /metrics, which needs the admin role.
+    assert holders == {"control-plane", "prometheus"}
+    control_plane = services["control-plane"]["environment"]
+    ext_proc = services["ext-proc"]["environment"]
+    assert ext_proc["TTSGW_CONTROL_PLANE_TOKEN"] == control_plane["TTSGW_DATAPLANE_TOKEN"]
+    assert control_plane["TTSGW_DATAPLANE_TOKEN"] != control_plane["TTSGW_ADMIN_TOKEN"]

@@ -215,3 +215,35 @@ def test_workers_share_a_persistent_redis_that_never_evicts_voices(
     assert _get(built, "PersistentVolumeClaim", claim)
     # A second pod on the same ReadWriteOnce volume would not start.
     assert redis["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def _secrets_used(pod_spec: dict[str, Any]) -> set[str]:
+    """Every Secret a pod reads: as env, envFrom or a mounted volume."""
+    names = {v["secret"]["secretName"] for v in pod_spec.get("volumes", []) if "secret" in v}
+    for container in pod_spec["containers"]:
+        for var in container.get("env", []):
+            ref = var.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                names.add(ref["name"])
+        names |= {e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e}
+    return names
+
+
+def test_the_envoy_pod_mounts_only_the_dataplane_token(built: list[dict[str, Any]]) -> None:
+    _get(built, "Secret", "ttsgw-admin-token")
+    _get(built, "Secret", "ttsgw-dataplane-token")
+    envoy = _get(built, "Deployment", "ttsgw-envoy")["spec"]["template"]["spec"]
+    assert _secrets_used(envoy) == {"ttsgw-dataplane-token"}
+    filter_ = _containers(_get(built, "Deployment", "ttsgw-envoy"))["gateway-filter"]
+    mounted = {m["name"]: m["mountPath"] for m in filter_["volumeMounts"]}
+    assert "--control-plane-token-file=" + mounted["dataplane-token"] + "/token" in filter_["args"]
+    assert "TTSGW_ADMIN_TOKEN" not in {v["name"] for v in filter_.get("env", [])}
+
+
+def test_the_control_plane_is_given_both_tokens(built: list[dict[str, Any]]) -> None:
+    cp = _containers(_get(built, "Deployment", "ttsgw-control-plane"))["control-plane"]
+    secrets = {
+        v["name"]: v["valueFrom"]["secretKeyRef"]["name"] for v in cp["env"] if "valueFrom" in v
+    }
+    assert secrets["TTSGW_ADMIN_TOKEN"] == "ttsgw-admin-token"
+    assert secrets["TTSGW_DATAPLANE_TOKEN"] == "ttsgw-dataplane-token"

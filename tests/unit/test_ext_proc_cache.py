@@ -20,7 +20,7 @@ from gateway.cache.memory import MemoryCacheStore
 from gateway.config_client import StaticConfigSource
 from gateway.ext_proc.metrics import CacheMetrics, FilterMetrics
 from gateway.ext_proc.response_cache import ResponseCache
-from gateway.ext_proc.server import build_processors
+from gateway.ext_proc.router import Router
 from gateway.ext_proc.stream import ExtProcService
 from ttsgw_contract.gateway_config import CachePolicy, GatewayConfig, ModelRoute
 from ttsgw_contract.modes import CACHE_MODE, FILL_MODE
@@ -98,7 +98,7 @@ class Harness:
         source = StaticConfigSource(cfg or config())
         self.cache = ResponseCache(self.store, CacheMetrics(self.registry), follower_wait_s=wait_s)
         self.service = ExtProcService(
-            build_processors(source, self.cache), FilterMetrics(self.registry, source)
+            source, Router(cache=self.cache).select, FilterMetrics(self.registry, source)
         )
 
     def stream(self) -> Stream:
@@ -252,7 +252,7 @@ async def test_a_changed_generation_misses():
     route = ModelRoute(backends=("espeak",), cache_ttl_s=60, cache_generation="g2")
     source = StaticConfigSource(GatewayConfig(version="v2", models={"espeak": route}))
     h.service = ExtProcService(
-        build_processors(source, h.cache), FilterMetrics(CollectorRegistry(), source)
+        source, Router(cache=h.cache).select, FilterMetrics(CollectorRegistry(), source)
     )
     body = await h.stream().request(speech_body())
     assert body.WhichOneof("response") == "request_body"
@@ -260,7 +260,7 @@ async def test_a_changed_generation_misses():
 
 async def test_without_a_cache_speech_responses_never_reach_the_filter():
     source = StaticConfigSource(config())
-    service = ExtProcService(build_processors(source), FilterMetrics(CollectorRegistry(), source))
+    service = ExtProcService(source, Router().select, FilterMetrics(CollectorRegistry(), source))
     head = await Stream(service).send(headers_msg(SPEECH))
     assert not head.HasField("mode_override")
 

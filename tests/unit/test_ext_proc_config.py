@@ -16,7 +16,7 @@ DOC = {"version": "abc", "revision": 3, "models": {"m1": {"backends": ["b1", "b2
 
 def _source(handler, **kw) -> HttpConfigSource:
     return HttpConfigSource(
-        "http://cp.invalid/", admin_token="t0k", transport=httpx.MockTransport(handler), **kw
+        "http://cp.invalid/", token="t0k", transport=httpx.MockTransport(handler), **kw
     )
 
 
@@ -77,14 +77,24 @@ async def test_resent_version_is_a_contract_violation():
 
 def test_settings_from_env_and_token_file(tmp_path, monkeypatch):
     monkeypatch.setenv("TTSGW_EXT_PROC_PORT", "19999")
-    monkeypatch.setenv("TTSGW_ADMIN_TOKEN", "inline")
+    monkeypatch.setenv("TTSGW_CONTROL_PLANE_TOKEN", "inline")
     settings = GatewaySettings()
     assert (settings.ext_proc_host, settings.ext_proc_port) == ("0.0.0.0", 19999)
     assert settings.metrics_port == 9102
     assert settings.control_plane_url == "http://127.0.0.1:9000"
-    assert settings.resolved_admin_token() == "inline"
+    assert settings.resolved_control_plane_token() == "inline"
     token = tmp_path / "token"
     token.write_text("from-file\n")
-    assert GatewaySettings(admin_token_file=token).resolved_admin_token() == "from-file"
+    from_file = GatewaySettings(control_plane_token_file=token)
+    assert from_file.resolved_control_plane_token() == "from-file"
     with pytest.raises(StartupError):
-        GatewaySettings(admin_token_file=tmp_path / "missing").resolved_admin_token()
+        GatewaySettings(
+            control_plane_token_file=tmp_path / "missing"
+        ).resolved_control_plane_token()
+
+
+def test_the_filter_never_reads_the_admin_token(monkeypatch):
+    """An admin token left in the filter's environment is not what it polls with."""
+    monkeypatch.setenv("TTSGW_ADMIN_TOKEN", "admin-secret")
+    monkeypatch.delenv("TTSGW_CONTROL_PLANE_TOKEN", raising=False)
+    assert GatewaySettings().resolved_control_plane_token() is None

@@ -1,4 +1,4 @@
-"""Each ext_proc phase processor, fed the ProcessingRequest messages Envoy would send."""
+"""The speech, voices and pass-through processors, phase by phase, fed what Envoy would send."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 
 from gateway.config_client import StaticConfigSource
 from gateway.errors import InvalidRequestError, ModelNotFoundError, RequestRejected
-from gateway.ext_proc.context import Endpoint, Outcome, RequestContext
-from gateway.ext_proc.request_body import RequestBodyProcessor
-from gateway.ext_proc.request_headers import RequestHeadersProcessor
+from gateway.ext_proc.passthrough import PassthroughProcessor
+from gateway.ext_proc.processor import Outcome, Processor, RequestHead
 from gateway.ext_proc.responses import reject
+from gateway.ext_proc.router import Router
+from gateway.ext_proc.speech_processor import SpeechProcessor
+from gateway.ext_proc.voices_processor import VoicesProcessor
 from ttsgw_contract.modes import PASSTHROUGH_MODE
 
 
@@ -52,25 +54,28 @@ def source() -> StaticConfigSource:
     return StaticConfigSource.of_models("espeak", "cosyvoice3", version="v1")
 
 
+def processor_for(source, request: ProcessingRequest) -> Processor:
+    """The processor a stream would get for these request headers, as the router picks it."""
+    return Router().select(RequestHead.parse(request.request_headers), source.current())
+
+
 async def run_headers(source, method, path, extra=None, **kw):
-    ctx = RequestContext()
-    response = await RequestHeadersProcessor(source).process(
-        headers_request(method, path, extra, **kw), ctx
-    )
-    return response, ctx
+    request = headers_request(method, path, extra, **kw)
+    processor = processor_for(source, request)
+    return await processor.request_headers(request.request_headers), processor
 
 
 async def speech(source, body, extra=None):
-    """Headers then body through both processors, sharing one context like a stream does."""
-    _, ctx = await run_headers(source, "POST", "/v1/audio/speech", extra)
-    return await RequestBodyProcessor(source).process(body_request(body), ctx), ctx
+    """Headers then body through one processor, as a stream does."""
+    _, processor = await run_headers(source, "POST", "/v1/audio/speech", extra)
+    return await processor.request_body(body_request(body).request_body), processor
 
 
 # -- request headers ---------------------------------------------------------------
 
 
 async def test_speech_headers_strip_client_tts_headers_and_wait_for_body(source):
-    response, ctx = await run_headers(
+    response, processor = await run_headers(
         source,
         "POST",
         "/v1/audio/speech?x=1",
@@ -91,9 +96,13 @@ async def test_speech_headers_strip_client_tts_headers_and_wait_for_body(source)
     assert common.clear_route_cache
     # The body must still come: no mode override that would switch it off.
     assert not response.HasField("mode_override")
-    assert (ctx.method, ctx.path, ctx.query) == ("POST", "/v1/audio/speech", "x=1")
-    assert ctx.endpoint is Endpoint.SPEECH
-    assert ctx.outcome is None
+    assert isinstance(processor, SpeechProcessor)
+    assert (processor.head.method, processor.head.path, processor.head.query) == (
+        "POST",
+        "/v1/audio/speech",
+        "x=1",
+    )
+    assert processor.outcome is None
 
 
 async def test_clean_headers_need_no_mutation_and_no_route_clear(source):
@@ -109,12 +118,13 @@ async def test_speech_without_body_is_rejected_at_headers(source):
 
 
 async def test_other_paths_pass_through_and_skip_the_body(source):
-    response, ctx = await run_headers(source, "GET", "/v1/models", {"x-tts-model": "espeak"})
+    response, processor = await run_headers(source, "GET", "/v1/models", {"x-tts-model": "espeak"})
     common = response.request_headers.response
     assert list(common.header_mutation.remove_headers) == ["x-tts-model"]
     assert common.clear_route_cache
     assert response.mode_override == PASSTHROUGH_MODE
-    assert ctx.outcome is Outcome.PASSTHROUGH
+    assert isinstance(processor, PassthroughProcessor)
+    assert processor.outcome is Outcome.PASSTHROUGH
 
 
 async def test_headers_read_legacy_value_field(source):
@@ -128,13 +138,14 @@ async def test_headers_read_legacy_value_field(source):
             )
         )
     )
-    ctx = RequestContext()
-    response = await RequestHeadersProcessor(source).process(request, ctx)
+    processor = processor_for(source, request)
+    assert isinstance(processor, VoicesProcessor)
+    response = await processor.request_headers(request.request_headers)
     assert set_headers(response.request_headers.response)["x-tts-model"] == "espeak"
 
 
 async def test_voices_known_model_sets_header_and_clears_route_cache(source):
-    response, ctx = await run_headers(
+    response, processor = await run_headers(
         source, "GET", "/v1/audio/voices?model=cosyvoice3", {"x-tts-model": "espeak"}
     )
     common = response.request_headers.response
@@ -146,7 +157,7 @@ async def test_voices_known_model_sets_header_and_clears_route_cache(source):
     # Ours overwrites; removing the same name too would risk dropping ours.
     assert "x-tts-model" not in common.header_mutation.remove_headers
     assert common.clear_route_cache
-    assert ctx.outcome is Outcome.ROUTED and ctx.model == "cosyvoice3"
+    assert processor.outcome is Outcome.ROUTED and processor.model == "cosyvoice3"
 
 
 async def test_voices_unknown_model_is_404(source):
@@ -166,23 +177,24 @@ async def test_voices_missing_model_is_400(source, path):
 
 
 async def test_voices_before_first_config_fail_open():
-    response, ctx = await run_headers(StaticConfigSource(), "GET", "/v1/audio/voices?model=x")
+    response, processor = await run_headers(StaticConfigSource(), "GET", "/v1/audio/voices?model=x")
     assert not response.request_headers.response.header_mutation.set_headers
-    assert ctx.outcome is Outcome.PASSTHROUGH
+    assert response.mode_override == PASSTHROUGH_MODE
+    assert processor.outcome is Outcome.PASSTHROUGH
 
 
 # -- request body ------------------------------------------------------------------
 
 
 async def test_known_model_is_routed(source):
-    response, ctx = await speech(
+    response, processor = await speech(
         source, {"model": "espeak", "input": "hello", "voice": "alloy"}, {"x-tts-model": "x"}
     )
     assert response.WhichOneof("response") == "request_body"
     common = response.request_body.response
     assert set_headers(common) == {"x-tts-model": "espeak"}
     assert common.clear_route_cache
-    assert ctx.outcome is Outcome.ROUTED
+    assert processor.outcome is Outcome.ROUTED
 
 
 async def test_unknown_model_is_404_model_not_found(source):
@@ -226,9 +238,9 @@ async def test_bad_bodies_are_400(source, body, param):
 
 async def test_body_before_first_config_validates_but_does_not_route():
     empty = StaticConfigSource()
-    response, ctx = await speech(empty, {"model": "anything", "input": "hi"})
+    response, processor = await speech(empty, {"model": "anything", "input": "hi"})
     assert not response.request_body.response.HasField("header_mutation")
-    assert ctx.outcome is Outcome.PASSTHROUGH
+    assert processor.outcome is Outcome.PASSTHROUGH
     with pytest.raises(InvalidRequestError):
         await speech(empty, b"{bad")
 

@@ -26,13 +26,13 @@ from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.fleet import Fleet
 from gateway.config_client import StaticConfigSource
 from gateway.errors import QueueStatusUnavailableError
-from gateway.ext_proc.context import Endpoint, classify
 from gateway.ext_proc.metrics import FilterMetrics
-from gateway.ext_proc.queue_view import QueueView, public_view
-from gateway.ext_proc.server import build_processors
+from gateway.ext_proc.queue_processor import QueueView, public_view
+from gateway.ext_proc.router import Endpoint, Router, classify
 from gateway.ext_proc.stream import ExtProcService
 from gateway.queue_client import HttpQueueStatusSource
 from tests.unit.test_queue_status import FakeFetcher, worker_answer
+from ttsgw_contract.queue_status import QueueAggregate
 
 TOKEN = "test-token"
 
@@ -76,7 +76,7 @@ class CountingControlPlane:
 
 def source_for(handler: Any, **kwargs: Any) -> HttpQueueStatusSource:
     return HttpQueueStatusSource(
-        "http://cp", admin_token=TOKEN, transport=httpx.MockTransport(handler), **kwargs
+        "http://cp", token=TOKEN, transport=httpx.MockTransport(handler), **kwargs
     )
 
 
@@ -92,11 +92,13 @@ def headers_request(path: str, method: str = "GET") -> ProcessingRequest:
     )
 
 
-async def ask(source: HttpQueueStatusSource, path: str) -> ProcessingResponse:
+async def ask(
+    source: HttpQueueStatusSource, path: str, config: StaticConfigSource | None = None
+) -> ProcessingResponse:
     """One GET through the real stream loop and processors, as Envoy would send it."""
-    config = StaticConfigSource.of_models("espeak", "cosyvoice3")
-    processors = build_processors(config, None, QueueView(source))
-    service = ExtProcService(processors, FilterMetrics(CollectorRegistry(), config))
+    config = config or StaticConfigSource.of_models("espeak", "cosyvoice3")
+    router = Router(queue_view=QueueView(source))
+    service = ExtProcService(config, router.select, FilterMetrics(CollectorRegistry(), config))
 
     async def messages():
         yield headers_request(path)
@@ -120,7 +122,11 @@ def test_only_get_v1_queue_is_the_queue_endpoint() -> None:
 
 
 def test_public_view_drops_backends_and_addresses() -> None:
-    view = public_view(aggregate(cosyvoice3=model_entry(depth=3, in_flight=2, busy="busy")))
+    view = public_view(
+        QueueAggregate.model_validate(
+            aggregate(cosyvoice3=model_entry(depth=3, in_flight=2, busy="busy"))
+        )
+    )
     assert view == {
         "object": "queue",
         "age_s": 0.2,
@@ -153,7 +159,7 @@ async def test_filter_answers_from_the_real_admin_endpoint() -> None:
     await poller.poll_once()
     app = create_app(cp, admin_token=TOKEN, registry=CollectorRegistry(), queue_poller=poller)
     source = HttpQueueStatusSource(
-        "http://admin", admin_token=TOKEN, transport=httpx.ASGITransport(app=app)
+        "http://admin", token=TOKEN, transport=httpx.ASGITransport(app=app)
     )
     try:
         status, headers, body = answer(await ask(source, "/v1/queue"))
@@ -171,6 +177,16 @@ async def test_filter_answers_from_the_real_admin_endpoint() -> None:
         assert status == 200 and list(body["models"]) == ["espeak"]
     finally:
         await source.aclose()
+
+
+async def test_before_the_first_gateway_config_the_queue_is_still_answered() -> None:
+    """The view needs the control plane's aggregate, not the gateway config."""
+    source = source_for(CountingControlPlane())
+    try:
+        status, _, body = answer(await ask(source, "/v1/queue", StaticConfigSource()))
+    finally:
+        await source.aclose()
+    assert status == 200 and list(body["models"]) == ["espeak"]
 
 
 async def test_unknown_model_is_a_404_in_openais_shape() -> None:
@@ -238,7 +254,7 @@ async def test_a_failure_is_cached_too_then_retried() -> None:
         assert control_plane.calls == 1
         control_plane.status = 200
         now[0] = 1.5
-        assert "espeak" in (await source.aggregate())["models"]
+        assert "espeak" in (await source.aggregate()).models
         assert control_plane.calls == 2
     finally:
         await source.aclose()
@@ -259,7 +275,7 @@ async def test_a_slow_control_plane_fails_fast() -> None:
 
 async def test_without_a_queue_view_the_request_passes_through() -> None:
     config = StaticConfigSource.of_models("espeak")
-    service = ExtProcService(build_processors(config), FilterMetrics(CollectorRegistry(), config))
+    service = ExtProcService(config, Router().select, FilterMetrics(CollectorRegistry(), config))
 
     async def messages():
         yield headers_request("/v1/queue")

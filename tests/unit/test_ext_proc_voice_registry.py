@@ -5,13 +5,18 @@ from __future__ import annotations
 import pytest
 from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
 from envoy.service.ext_proc.v3.external_processor_pb2 import HttpHeaders, ProcessingRequest
+from prometheus_client import CollectorRegistry
 
 from control_plane.domain import BackendSpec, ModelSpec, Split, default_state
 from control_plane.gateway_contract import gateway_config
-from gateway.config_client import StaticConfigSource
+from gateway.cache.memory import MemoryCacheStore
 from gateway.errors import InvalidRequestError, ModelNotFoundError, UnauthorizedError
-from gateway.ext_proc.context import Endpoint, Outcome, RequestContext, classify
-from gateway.ext_proc.request_headers import RequestHeadersProcessor
+from gateway.ext_proc.metrics import CacheMetrics
+from gateway.ext_proc.passthrough import PassthroughProcessor
+from gateway.ext_proc.processor import Outcome, RequestHead
+from gateway.ext_proc.response_cache import ResponseCache
+from gateway.ext_proc.router import Endpoint, Router, classify
+from gateway.ext_proc.voices_processor import VoiceRegistryProcessor
 from ttsgw_contract.gateway_config import GatewayConfig
 from ttsgw_contract.modes import PASSTHROUGH_MODE
 
@@ -32,15 +37,15 @@ async def run(config: GatewayConfig | None, method: str, path: str, extra=None):
             )
         )
     )
-    ctx = RequestContext()
-    response = await RequestHeadersProcessor(StaticConfigSource(config), caching=True).process(
-        request, ctx
-    )
+    # With a response cache configured: the registry must still never be cached.
+    cache = ResponseCache(MemoryCacheStore(), CacheMetrics(CollectorRegistry()))
+    processor = Router(cache=cache).select(RequestHead.parse(request.request_headers), config)
+    response = await processor.request_headers(request.request_headers)
     common = response.request_headers.response
     stamped = {
         h.header.key: h.header.raw_value.decode() for h in common.header_mutation.set_headers
     }
-    return response, ctx, stamped
+    return response, processor, stamped
 
 
 def test_contract_marks_cloning_models_and_picks_a_default() -> None:
@@ -106,14 +111,15 @@ def test_classify(method: str, path: str, endpoint: Endpoint) -> None:
 @pytest.mark.parametrize("method", ["POST", "GET", "DELETE"])
 async def test_without_model_it_goes_to_the_voice_model_unbuffered(method: str) -> None:
     path = "/v1/voices" if method == "POST" else "/v1/voices/voice_0123456789ab"
-    response, ctx, stamped = await run(config_of(), method, path, {"x-tts-model": "espeak"})
+    response, processor, stamped = await run(config_of(), method, path, {"x-tts-model": "espeak"})
     assert stamped["x-tts-model"] == "cosyvoice3"
     assert stamped["x-tts-priority"] == "default"
     assert response.request_headers.response.clear_route_cache
     # The body streams to the worker: never buffered for the filter, never cached (the
     # cache asks for response headers; this mode does not).
     assert response.mode_override == PASSTHROUGH_MODE
-    assert ctx.outcome is Outcome.ROUTED and ctx.model == "cosyvoice3" and ctx.cache is None
+    assert isinstance(processor, VoiceRegistryProcessor)
+    assert processor.outcome is Outcome.ROUTED and processor.model == "cosyvoice3"
 
 
 async def test_model_query_parameter_picks_the_model() -> None:
@@ -124,8 +130,8 @@ async def test_model_query_parameter_picks_the_model() -> None:
             "models": {**state.models, "cv-b": ModelSpec(splits=[Split(backend="cv-b", weight=1)])},
         }
     )
-    _, ctx, stamped = await run(config_of(state), "GET", "/v1/voices?model=cv-b")
-    assert stamped["x-tts-model"] == "cv-b" and ctx.model == "cv-b"
+    _, processor, stamped = await run(config_of(state), "GET", "/v1/voices?model=cv-b")
+    assert stamped["x-tts-model"] == "cv-b" and processor.model == "cv-b"
 
 
 async def test_a_model_that_cannot_clone_is_400_naming_model() -> None:
@@ -163,8 +169,9 @@ async def test_api_keys_apply_as_for_speech() -> None:
 
 
 async def test_before_the_first_config_it_passes_through() -> None:
-    response, ctx, stamped = await run(None, "GET", "/v1/voices")
-    assert stamped == {} and ctx.outcome is Outcome.PASSTHROUGH
+    response, processor, stamped = await run(None, "GET", "/v1/voices")
+    assert isinstance(processor, PassthroughProcessor)
+    assert stamped == {} and processor.outcome is Outcome.PASSTHROUGH
     assert response.mode_override == PASSTHROUGH_MODE
 
 

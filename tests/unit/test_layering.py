@@ -1,6 +1,7 @@
 """The package layering, read from the source with ast: contract, common, services, CLI.
 
-    ttsgw (CLI) ──▶ control_plane, gateway, tts_backends, admin_ui ──▶ ttsgw_common ──▶ ttsgw_contract
+    ttsgw (CLI) ──▶ services (control_plane, gateway, tts_backends, admin_ui)
+    services ──▶ ttsgw_common ──▶ ttsgw_contract
 
 No service imports another service or the CLI, and no module import graph has a cycle
 (docs/architecture.md, "Packages and arrows").

@@ -34,6 +34,11 @@ TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
+def summed(readings: list[EndpointReading]) -> dict[str, Any]:
+    """The aggregate as its JSON: the shape the filter and `ttsgw queue` read."""
+    return aggregate_readings(readings).model_dump(mode="json")
+
+
 def worker_answer(
     high: int = 0,
     default: int = 0,
@@ -94,7 +99,7 @@ class FakeFetcher:
 
 
 def test_sums_depths_in_flight_and_drain_rate_over_endpoints() -> None:
-    view = aggregate_readings(
+    view = summed(
         [
             ok("a:1", worker_answer(high=1, default=4, in_flight=2, rate=2.0)),
             ok("b:1", worker_answer(default=2, low=3, in_flight=5, rate=3.0)),
@@ -116,12 +121,12 @@ def test_sums_depths_in_flight_and_drain_rate_over_endpoints() -> None:
 
 
 def test_wait_is_zero_with_nothing_ahead_and_unknown_without_a_drain_rate() -> None:
-    idle = aggregate_readings([ok("a:1", worker_answer(rate=None))])
+    idle = summed([ok("a:1", worker_answer(rate=None))])
     assert idle["busy"] == "idle"
     assert idle["drain_rate_per_s"] is None
     assert all(lv["estimated_wait_s"] == 0.0 for lv in idle["levels"].values())
 
-    fresh = aggregate_readings([ok("a:1", worker_answer(default=3, in_flight=1, rate=None))])
+    fresh = summed([ok("a:1", worker_answer(default=3, in_flight=1, rate=None))])
     assert fresh["levels"]["high"]["estimated_wait_s"] == 0.0
     assert fresh["levels"]["default"]["estimated_wait_s"] is None
     assert fresh["levels"]["low"]["estimated_wait_s"] is None
@@ -138,14 +143,14 @@ def test_wait_is_zero_with_nothing_ahead_and_unknown_without_a_drain_rate() -> N
     ],
 )
 def test_busy_hint(answer: dict[str, Any], busy: str) -> None:
-    assert aggregate_readings([ok("a:1", answer)])["busy"] == busy
+    assert summed([ok("a:1", answer)])["busy"] == busy
 
 
 def test_unreachable_endpoints_do_not_count_and_nothing_reachable_is_unknown() -> None:
     stale = EndpointReading("b:1", worker_answer(default=9, in_flight=9), 0.0, error="boom")
-    view = aggregate_readings([ok("a:1", worker_answer(default=1, rate=1.0)), stale])
+    view = summed([ok("a:1", worker_answer(default=1, rate=1.0)), stale])
     assert view["levels"]["default"]["depth"] == 1 and view["in_flight"] == 0
-    nothing = aggregate_readings([stale])
+    nothing = summed([stale])
     assert nothing["busy"] == "unknown"
     assert nothing["levels"]["default"]["fill"] is None
 
@@ -184,7 +189,7 @@ async def test_poller_polls_every_endpoint_once_and_aggregates_per_model() -> No
     await poller.poll_once()
     assert sorted(fetcher.calls) == ["cv:1", "cv:2", "cv:3", "esp:1"]
     now[0] = 100.5
-    view = poller.view()
+    view = poller.view().model_dump()
     assert view["age_s"] == 0.5
     assert set(view["models"]) == {"cosyvoice3", "espeak", "parked"}
 
@@ -208,7 +213,7 @@ async def test_poller_polls_every_endpoint_once_and_aggregates_per_model() -> No
     assert parked["in_flight"] == 1 and parked["endpoints"] == {"total": 1, "reachable": 1}
     assert [b["name"] for b in parked["backends"]] == ["espeak", "canary"]
 
-    assert set(poller.view("espeak")["models"]) == {"espeak"}
+    assert set(poller.view("espeak").model_dump()["models"]) == {"espeak"}
     with pytest.raises(KeyError):
         poller.view("nope")
 
@@ -222,14 +227,14 @@ async def test_a_failing_endpoint_keeps_its_last_answer_and_its_age() -> None:
     fetcher.answers["cv:1"] = TimeoutError()
     now[0] = 13.0
     await poller.poll_once()
-    cv = poller.view("cosyvoice3")["models"]["cosyvoice3"]
+    cv = poller.view("cosyvoice3").model_dump()["models"]["cosyvoice3"]
     endpoint = cv["backends"][0]["endpoints"][0]
     assert endpoint["state"] == "unreachable" and endpoint["error"] == "TimeoutError: TimeoutError"
     assert endpoint["queue"]["in_flight"] == 2 and endpoint["age_s"] == 3.0
     assert cv["busy"] == "unknown" and cv["in_flight"] == 0
     fetcher.answers["cv:1"] = worker_answer()
     await poller.poll_once()
-    assert poller.view("cosyvoice3")["models"]["cosyvoice3"]["busy"] == "idle"
+    assert poller.view("cosyvoice3").model_dump()["models"]["cosyvoice3"]["busy"] == "idle"
 
 
 async def test_endpoints_removed_from_the_state_are_forgotten() -> None:

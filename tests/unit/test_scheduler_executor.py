@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from tests.fakes.gated_engine import GatedEngine
-from tts_backends.engines.base import SynthesisRequest
+from tts_backends.engines.base import Engine, SynthesisRequest
 from tts_backends.engines.batching import Session
 from tts_backends.engines.gpu_memory import oom_guard
 from tts_backends.engines.synthetic import FIRST_CHUNK_TOKENS, SyntheticEngine, SyntheticSession
 from tts_backends.errors import EngineOutOfMemoryError, OverloadedError
 from tts_backends.metrics import WorkerMetrics
-from tts_backends.scheduler import Scheduler, SchedulerPolicy
+from tts_backends.scheduler import Scheduler, SchedulerPolicy, Ticket
+from tts_backends.scheduler.host import SchedulerHost
 
 TEXTS = [
     "Batching must not change a single sample.",
@@ -225,3 +226,43 @@ async def test_a_high_request_shrinks_the_batch_around_it(synthetic) -> None:
         await high.collect()
         assert high.max_batch == 3  # itself and two low rows, not seven
         await asyncio.gather(*(t.collect() for t in lows))
+
+
+class _OneAtATimeExecutor:
+    """A test executor built by the scheduler's factory: it sees only the host interface."""
+
+    def __init__(self, host: SchedulerHost, engine: Engine) -> None:
+        self.host, self.engine, self.closed = host, engine, False
+
+    async def run(self) -> None:
+        while True:
+            ticket = self.host.next_ticket()
+            if ticket is None:
+                await self.host.wait_for_work()
+                continue
+            self.host.report_batch_size(self.host.in_flight())
+            ticket.emit(await self.engine.synthesize(ticket.request), self.host.clock())
+            self.host.complete(ticket, self.engine.sample_rate)
+
+    def cancel(self, ticket: Ticket) -> None:
+        self.host.release(ticket)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_the_scheduler_runs_whatever_executor_its_factory_builds(synthetic) -> None:
+    built: list[_OneAtATimeExecutor] = []
+
+    def factory(host: SchedulerHost, engine: Engine) -> _OneAtATimeExecutor:
+        built.append(_OneAtATimeExecutor(host, engine))
+        return built[-1]
+
+    scheduler = Scheduler(synthetic, SchedulerPolicy(), executor_factory=factory)
+    assert [e.host for e in built] == [scheduler] and built[0].engine is synthetic
+    async with scheduler.running_loop():
+        audio = await scheduler.submit(req("through the factory"), "default").collect()
+        status = scheduler.status()
+    assert audio.size > 0
+    assert status["batch_size"] == 1 and status["in_flight"] == 0
+    assert built[0].closed

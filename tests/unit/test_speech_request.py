@@ -12,7 +12,9 @@ import soundfile
 
 from gateway.errors import InvalidRequestError, PayloadTooLargeError, RequestRejected
 from gateway.speech import parse_speech_request
-from ttsgw_contract.limits import SpeechLimits
+from tts_backends.schemas import SpeechRequest as WorkerSpeechRequest
+from ttsgw_contract.limits import MAX_SPEED, MIN_SPEED, SpeechLimits
+from ttsgw_contract.speech import SpeechBody
 
 
 def wav(seconds: float = 1.0, rate: int = 16_000, fmt: str = "WAV") -> bytes:
@@ -137,3 +139,61 @@ def test_a_huge_base64_prompt_is_refused_before_decoding():
     limits = SpeechLimits(max_prompt_audio_bytes=1000)
     error = rejected({"model": "m", "input": "x", "prompt_audio": "A" * 100_000}, limits)
     assert error.status == 413
+
+
+# Lone surrogates as JSON escapes, and as the raw CESU-8 bytes that json.loads lets through.
+SURROGATE_SPELLINGS = [b'"\\ud800"', b'"ok \\udfff!"', b'"\\ude00\\ud83d"', b'"\xed\xa0\x80"']
+TEXT_FIELDS = ["model", "input", "voice", "instructions", "prompt_text", "prompt_audio"]
+
+
+@pytest.mark.parametrize("field", TEXT_FIELDS)
+@pytest.mark.parametrize("spelling", SURROGATE_SPELLINGS)
+def test_unencodable_text_is_400_naming_the_field(field: str, spelling: bytes) -> None:
+    fields = {"model": b'"espeak"', "input": b'"hello"', field: spelling}
+    body = b"{" + b",".join(b'"%s": %s' % (k.encode(), v) for k, v in fields.items()) + b"}"
+    error = rejected(body)
+    assert (error.status, error.param, error.code) == (400, field, "invalid_text")
+    assert error.type == "invalid_request_error"
+    # The message must itself be encodable: it goes out as the JSON error body.
+    assert error.message.encode("utf-8") and "surrogate U+D" in error.message
+
+
+def test_a_surrogate_pair_is_one_valid_character() -> None:
+    request = parse(b'{"model": "espeak", "input": "\\ud83d\\ude00"}')
+    assert request.input == "\U0001f600"
+
+
+def test_invalid_utf8_bytes_are_a_json_error() -> None:
+    error = rejected(b'{"model": "espeak", "input": "\xff\xfe"}')
+    assert (error.status, error.param) == (400, None)
+
+
+@pytest.mark.parametrize("field", ["model", "input", "voice"])
+def test_blank_text_is_400(field: str) -> None:
+    error = rejected({"model": "espeak", "input": "hi", field: " \t"})
+    assert (error.status, error.param, error.code) == (400, field, "blank_text")
+
+
+@pytest.mark.parametrize("speed", [MIN_SPEED, MAX_SPEED])
+def test_the_widest_policy_allows_what_the_engines_can_do(speed: float) -> None:
+    assert parse({"model": "m", "input": "x", "speed": speed}).speed == speed
+    narrow = SpeechLimits(min_speed=1.0, max_speed=1.0)
+    error = rejected({"model": "m", "input": "x", "speed": speed}, narrow)
+    assert (error.param, error.message) == ("speed", "'speed' must be between 1 and 1.")
+
+
+@pytest.mark.parametrize("speed", [MIN_SPEED - 0.001, MAX_SPEED + 0.001])
+def test_beyond_the_engines_the_message_gives_the_policys_range(speed: float) -> None:
+    limits = SpeechLimits(min_speed=0.5, max_speed=2.0)
+    error = rejected({"model": "m", "input": "x", "speed": speed}, limits)
+    assert (error.param, error.message) == ("speed", "'speed' must be between 0.5 and 2.")
+
+
+def test_whatever_the_filter_passes_a_worker_accepts() -> None:
+    clip = wav(1.0)
+    request = parse(
+        {"model": "m", "input": "é", "speed": MAX_SPEED, "prompt_audio": b64(clip), "x": 1}
+    )
+    wire = {**dict(request), "prompt_audio": b64(clip)}
+    assert dict(WorkerSpeechRequest.model_validate(wire)) == wire
+    assert WorkerSpeechRequest.model_fields.keys() == SpeechBody.model_fields.keys()

@@ -93,8 +93,8 @@ async def test_push_latency_is_measured_from_the_snapshots_publication(cp: Contr
     assert published is not None
     assert cache.published_at("some-older-version") is None
 
-    metrics.written(ROUTE, published)
-    metrics.written(ROUTE, None)  # a superseded snapshot's push: nothing to measure from
+    metrics.on_response_written(ROUTE, published)
+    metrics.on_response_written(ROUTE, None)  # a superseded snapshot's push: nothing to time
     count = registry.get_sample_value("ttsgw_xds_push_latency_seconds_count", {"type": "rds"})
     assert count == 1
     total = registry.get_sample_value("ttsgw_xds_push_latency_seconds_sum", {"type": "rds"})

@@ -5,9 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
+from envoy.service.ext_proc.v3.external_processor_pb2 import (
+    HttpBody,
+    HttpHeaders,
+    ProcessingRequest,
+)
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
 
+from gateway.config_client import StaticConfigSource
+from gateway.ext_proc.metrics import FilterMetrics
+from gateway.ext_proc.router import Router
+from gateway.ext_proc.stream import ExtProcService
 from gateway.ext_proc.tracing import StreamTrace, annotate, child_span
 from ttsgw_common.telemetry.emitter import Telemetry, setup_tracing
 
@@ -113,3 +124,67 @@ def test_single_b3_header_and_no_context(exported) -> None:
     assert StreamTrace.start(telemetry, {"x-request-id": "r"}) is None
     assert StreamTrace.start(telemetry, {"x-b3-traceid": "zz", "x-b3-spanid": PARENT}) is None
     assert StreamTrace.start(None, b3(IN_RATIO)) is None
+
+
+class _Context:
+    """The part of grpc.aio.ServicerContext the stream loop reads."""
+
+    def __init__(self, metadata: dict[str, str]) -> None:
+        self._metadata = tuple(metadata.items())
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+
+OTHER_TRACE = "0" * 16 + "0000000000000003"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "headers", "expected"),
+    [
+        (b3(IN_RATIO), b3(OTHER_TRACE), IN_RATIO),  # Envoy's ext_proc span wins
+        ({}, b3(OTHER_TRACE), OTHER_TRACE),  # no metadata: the forwarded headers
+    ],
+    ids=["metadata", "headers"],
+)
+async def test_the_stream_starts_its_trace_once_from_metadata_or_headers(
+    exported, monkeypatch, metadata, headers, expected
+) -> None:
+    telemetry, exporter = exported
+    starts: list[str] = []
+    start = StreamTrace.start.__func__  # type: ignore[attr-defined]
+
+    def counting(cls, telemetry, carrier):
+        stream = start(cls, telemetry, carrier)
+        starts.append(stream.trace_id if stream else "")
+        return stream
+
+    monkeypatch.setattr(StreamTrace, "start", classmethod(counting))
+    source = StaticConfigSource.of_models("espeak")
+    service = ExtProcService(
+        source, Router().select, FilterMetrics(CollectorRegistry(), source), telemetry=telemetry
+    )
+    pairs = {":method": "POST", ":path": "/v1/audio/speech", **headers}
+    messages = [
+        ProcessingRequest(
+            request_headers=HttpHeaders(
+                headers=HeaderMap(
+                    headers=[HeaderValue(key=k, raw_value=v.encode()) for k, v in pairs.items()]
+                )
+            )
+        ),
+        ProcessingRequest(request_body=HttpBody(body=b'{"model": "espeak", "input": "hi"}')),
+    ]
+
+    async def iterate():
+        for message in messages:
+            yield message
+
+    out = [r async for r in service.Process(iterate(), _Context(metadata))]  # type: ignore[arg-type]
+    assert [r.WhichOneof("response") for r in out] == ["request_headers", "request_body"]
+    assert starts == [expected]
+    telemetry.force_flush()
+    # Both traces are in the ratio: the step's span names the carrier that was chosen.
+    (validate,) = exporter.get_finished_spans()
+    assert validate.name == "validate"
+    assert f"{validate.context.trace_id:032x}" == expected

@@ -53,12 +53,22 @@ def test_to_json_matches_envoys_json_and_its_b3_ids() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "flags", "child_error"),
-    [("200", "-", False), ("503", "UF", False), ("200", "-", True), ("0", "DC", True)],
+    ("status", "flags", "child_error", "root_error", "went_away"),
+    [
+        ("200", "-", False, False, False),
+        ("503", "UF", False, True, False),
+        ("200", "-", True, False, False),
+        ("0", "DC", True, False, True),
+    ],
 )
-def test_digest_agrees_with_the_json_rules(status: str, flags: str, child_error: bool) -> None:
-    spans = zipkin_proto.parse(report(status, flags, child_error))
-    for span in spans:
+def test_digest_agrees_with_the_json_rules(
+    status: str, flags: str, child_error: bool, root_error: bool, went_away: bool
+) -> None:
+    root, child = zipkin_proto.parse(report(status, flags, child_error))
+    # Only the root carries a duration and the client-went-away mark.
+    assert zipkin_proto.digest(root) == (TRACE.hex(), True, root_error, 0.0025, went_away)
+    assert zipkin_proto.digest(child) == (TRACE.hex(), False, child_error, 0.0, False)
+    for span in (root, child):
         assert zipkin_proto.digest(span) == digest_json(zipkin_proto.to_json(span))
 
 

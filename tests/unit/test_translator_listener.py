@@ -14,6 +14,7 @@ from google.protobuf.json_format import MessageToDict
 from control_plane.domain import default_state
 from control_plane.translator import TranslatorOptions, translate
 from control_plane.translator.options import EXT_PROC_CLUSTER
+from ttsgw_contract.limits import MAX_REQUEST_BODY_BYTES
 
 
 def _listener(options: TranslatorOptions) -> Listener:
@@ -39,7 +40,7 @@ def test_listener_name_and_address() -> None:
     assert listener.name == "l1"
     addr = listener.address.socket_address
     assert (addr.address, addr.port_value) == ("127.0.0.1", 8080)
-    assert listener.per_connection_buffer_limit_bytes.value == options.max_request_body_bytes
+    assert listener.per_connection_buffer_limit_bytes.value == MAX_REQUEST_BODY_BYTES
 
 
 def test_hcm_uses_rds_over_ads_and_request_ids() -> None:

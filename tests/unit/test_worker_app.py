@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -15,11 +16,12 @@ import soundfile as sf
 from tests.fakes.fake_engine import FakeToneEngine
 from tts_backends.server import WorkerServer, create_server
 from tts_backends.settings import WorkerSettings
+from ttsgw_contract.limits import MAX_SPEED, MIN_SPEED
 
 SPEECH = "/v1/audio/speech"
 
 
-def settings(**kw: object) -> WorkerSettings:
+def settings(**kw: Any) -> WorkerSettings:
     return WorkerSettings(port=0, max_input_chars=100, log_level="warning", **kw)
 
 
@@ -98,6 +100,8 @@ async def test_extensions_and_unknown_fields_reach_the_engine(worker) -> None:
         ({"model": "m", "input": "x", "speed": 9}, "speed"),
         ({"model": "m", "input": "x", "speed": 0.1}, "speed"),
         ({"model": "m", "input": ""}, "input"),
+        ({"model": "m", "input": " \n"}, "input"),
+        ({"model": "m", "input": "x", "voice": ""}, "voice"),
         ({"input": "x"}, "model"),
         ({"model": "m", "input": "x", "voice": "nobody"}, "voice"),
         ({"model": "m", "input": "x", "response_format": "aac"}, "response_format"),
@@ -111,6 +115,43 @@ async def test_bad_input_is_400_naming_the_field(worker, body: dict, param: str)
     error = assert_openai_error(resp, 400, param)
     assert error["type"] == "invalid_request_error"
     assert resp.headers["x-tts-engine"] == "fake-tone"
+
+
+@pytest.mark.parametrize("speed", [MIN_SPEED, MAX_SPEED])
+async def test_every_speed_the_policy_can_allow_is_accepted(worker, speed: float) -> None:
+    engine, client = worker
+    resp = await client.post(SPEECH, json={"model": "m", "input": "x", "speed": speed})
+    assert resp.status_code == 200, resp.text
+    assert engine.requests[-1].speed == speed
+
+
+@pytest.mark.parametrize(
+    "speed", [MIN_SPEED - 0.01, MAX_SPEED + 0.01, True, "1.5", 10**400, None, [1.0]]
+)
+async def test_speed_beyond_the_engines_or_not_a_number_is_400(worker, speed: object) -> None:
+    _, client = worker
+    resp = await client.post(SPEECH, json={"model": "m", "input": "x", "speed": speed})
+    assert assert_openai_error(resp, 400, "speed")["code"] == "invalid_value"
+
+
+# A lone surrogate, as a JSON escape and as the raw (CESU-8) bytes json.loads lets through.
+LONE_SURROGATES = [b'"a\\ud800b"', b'"\\udfff"', b'"a\xed\xa0\x80"']
+
+
+@pytest.mark.parametrize("field", ["model", "input", "voice", "instructions", "prompt_text"])
+@pytest.mark.parametrize("spelling", LONE_SURROGATES)
+async def test_unencodable_text_is_400_naming_the_field(
+    worker, field: str, spelling: bytes
+) -> None:
+    engine, client = worker
+    fields = {"model": b'"m"', "input": b'"hello"', field: spelling}
+    body = b"{" + b",".join(b'"%s":%s' % (k.encode(), v) for k, v in fields.items()) + b"}"
+    before = len(engine.requests)
+    resp = await client.post(SPEECH, content=body, headers={"content-type": "application/json"})
+    error = assert_openai_error(resp, 400, field)
+    assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_text")
+    assert "U+D800" in error["message"] or "U+DFFF" in error["message"]
+    assert len(engine.requests) == before
 
 
 async def test_unsupported_format_message_lists_formats(worker) -> None:

@@ -4,15 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 
 import pytest
 
 from control_plane.errors import InconsistentSnapshotError
 from control_plane.xds import testing
 from control_plane.xds.cache import SnapshotCache
-from control_plane.xds.fleet import Fleet, StreamRecord
+from control_plane.xds.callbacks import StreamInfo
+from control_plane.xds.fleet import Fleet
 from control_plane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from control_plane.xds.snapshot import Snapshot
+
+_ids = itertools.count(1)
+
+
+class Stream:
+    """Fires the fleet's callbacks the way one ADS stream would."""
+
+    def __init__(self, fleet: Fleet, node_id: str, envoy_version: str = "1.40.0") -> None:
+        self.fleet, self.id = fleet, next(_ids)
+        fleet.on_stream_open(StreamInfo(self.id, node_id, "gw", envoy_version))
+
+    def subscribe(self, type_url: str) -> None:
+        self.fleet.on_subscribe(self.id, type_url)
+
+    def sent(self, type_url: str, version: str) -> None:
+        self.fleet.on_response_sent(self.id, type_url, version)
+
+    def acked(self, type_url: str, version: str) -> None:
+        self.fleet.on_ack(self.id, type_url, version, 0.01)
+
+    def nacked(self, type_url: str, version: str, message: str) -> None:
+        self.fleet.on_nack(self.id, type_url, version, message)
+
+    def close(self) -> None:
+        self.fleet.on_stream_close(self.id)
 
 
 async def test_wait_for_ack_with_no_nodes_returns_at_once() -> None:
@@ -22,8 +49,8 @@ async def test_wait_for_ack_with_no_nodes_returns_at_once() -> None:
 
 async def test_wait_for_ack_returns_the_time_until_every_node_acked() -> None:
     fleet = Fleet()
-    a = fleet.open_stream("a", "gw", "1.40.0")
-    b = fleet.open_stream("b", "gw", "1.40.0")
+    a = Stream(fleet, "a")
+    b = Stream(fleet, "b")
     for record in (a, b):
         record.subscribe(ROUTE)
         record.sent(ROUTE, "v1")
@@ -42,7 +69,7 @@ async def test_wait_for_ack_returns_the_time_until_every_node_acked() -> None:
 
 async def test_wait_for_ack_times_out() -> None:
     fleet = Fleet()
-    record = fleet.open_stream("a", "gw", "1.40.0")
+    record = Stream(fleet, "a")
     record.subscribe(ROUTE)
     record.sent(ROUTE, "v1")
     assert await fleet.wait_for_ack({ROUTE: "v1"}, timeout=0.05) is None
@@ -50,7 +77,7 @@ async def test_wait_for_ack_times_out() -> None:
 
 async def test_a_later_version_acked_counts_as_at_least() -> None:
     fleet = Fleet()
-    record = fleet.open_stream("a", "gw", "1.40.0")
+    record = Stream(fleet, "a")
     record.subscribe(ROUTE)
     record.sent(ROUTE, "v1")
     record.sent(ROUTE, "v2")  # v1 superseded before the ACK
@@ -65,7 +92,7 @@ async def test_a_later_version_acked_counts_as_at_least() -> None:
 
 async def test_unsubscribed_eds_and_rds_do_not_hold_convergence_back() -> None:
     fleet = Fleet()
-    record = fleet.open_stream("a", "gw", "1.40.0")
+    record = Stream(fleet, "a")
     record.subscribe(CLUSTER)
     record.sent(CLUSTER, "c1")
     record.acked(CLUSTER, "c1")
@@ -80,7 +107,7 @@ async def test_min_nodes_waits_for_the_first_envoy() -> None:
     assert await fleet.wait_for_ack({CLUSTER: "c1"}, timeout=0.05, min_nodes=1) is None
 
     def connect() -> None:
-        record = fleet.open_stream("a", "gw", "1.40.0")
+        record = Stream(fleet, "a")
         record.subscribe(CLUSTER)
         record.sent(CLUSTER, "c1")
         record.acked(CLUSTER, "c1")
@@ -91,7 +118,7 @@ async def test_min_nodes_waits_for_the_first_envoy() -> None:
 
 async def test_disconnect_releases_waiters() -> None:
     fleet = Fleet()
-    record = fleet.open_stream("a", "gw", "1.40.0")
+    record = Stream(fleet, "a")
     record.subscribe(ROUTE)
     record.sent(ROUTE, "v1")
     asyncio.get_running_loop().call_later(0.05, record.close)
@@ -100,9 +127,9 @@ async def test_disconnect_releases_waiters() -> None:
 
 def test_public_view_groups_streams_by_node() -> None:
     fleet = Fleet()
-    first = fleet.open_stream("a", "gw", "1.40.0")
-    second = fleet.open_stream("a", "gw", "1.40.0")
-    fleet.open_stream("b", "gw", "1.39.0")
+    first = Stream(fleet, "a")
+    second = Stream(fleet, "a")
+    Stream(fleet, "b", "1.39.0")
     first.subscribe(ROUTE)
     first.sent(ROUTE, "v1")
     first.nacked(ROUTE, "v1", "bad route")
@@ -125,7 +152,7 @@ def test_public_view_groups_streams_by_node() -> None:
     assert [n["node_id"] for n in fleet.to_public()] == ["b"]
 
 
-def test_cache_refuses_an_inconsistent_snapshot() -> None:
+def test_an_inconsistent_snapshot_is_never_built_so_never_published() -> None:
     cache = SnapshotCache()
     resources = testing.canary({"stable": 100})
     broken = dataclasses.replace(resources, endpoints=())
@@ -150,8 +177,8 @@ async def test_cache_wakes_waiters_only_on_a_new_version() -> None:
     assert (await asyncio.wait_for(waiter, 1)) is second
 
 
-def _running(fleet: Fleet, versions: dict[str, str]) -> StreamRecord:
-    record = fleet.open_stream("n", "gw", "1.40.0")
+def _running(fleet: Fleet, versions: dict[str, str]) -> Stream:
+    record = Stream(fleet, "n")
     for type_url, version in versions.items():
         record.subscribe(type_url)
         record.sent(type_url, version)
@@ -190,3 +217,13 @@ def test_a_version_in_flight_is_not_yet_running() -> None:
     record.sent(ROUTE, "B")
     mark = fleet.mark()  # B is replaced by A again before the node ACKs B
     assert not fleet.converged({ROUTE: "A"}, since=mark)
+
+
+def test_hooks_for_a_stream_never_opened_are_ignored() -> None:
+    fleet = Fleet()
+    fleet.on_subscribe(999, ROUTE)
+    fleet.on_response_sent(999, ROUTE, "v1")
+    fleet.on_ack(999, ROUTE, "v1", 0.01)
+    fleet.on_nack(999, ROUTE, "v1", "no")
+    fleet.on_stream_close(999)
+    assert fleet.to_public() == [] and fleet.stream_count == 0

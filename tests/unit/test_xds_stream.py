@@ -12,6 +12,7 @@ from google.rpc.status_pb2 import Status
 from prometheus_client import CollectorRegistry
 
 from control_plane.xds import testing
+from control_plane.xds.callbacks import Callbacks, Fanout, StreamInfo
 from control_plane.xds.errors import ProtocolError
 from control_plane.xds.fleet import Fleet
 from control_plane.xds.metrics import XdsMetrics
@@ -51,7 +52,8 @@ class Harness:
         self.registry = CollectorRegistry()
         self.fleet = Fleet()
         self.clock = FakeClock()
-        self.stream = AdsStream(self.fleet, XdsMetrics(self.registry), snapshot, clock=self.clock)
+        callbacks = Fanout((self.fleet, XdsMetrics(self.registry)))
+        self.stream = AdsStream(callbacks, snapshot, clock=self.clock)
         self.last: dict[str, Push] = {}
         self.acked: dict[str, str] = {}
         self.first = True
@@ -300,3 +302,61 @@ def test_close_removes_the_node() -> None:
     h.connect_all()
     h.stream.close()
     assert h.fleet.snapshot() == []
+
+
+class Recorder(Callbacks):
+    """A subscriber that keeps only the order of the hooks it heard."""
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, str]] = []
+
+    def on_stream_open(self, stream: StreamInfo) -> None:
+        self.heard.append(("open", stream.node_id))
+
+    def on_subscribe(self, stream_id: int, type_url: str) -> None:
+        self.heard.append(("subscribe", type_url))
+
+    def on_response_sent(self, stream_id: int, type_url: str, version: str) -> None:
+        self.heard.append(("sent", type_url))
+
+    def on_ack(self, stream_id: int, type_url: str, version: str, after_s: float | None) -> None:
+        self.heard.append(("ack", type_url))
+
+    def on_nack(self, stream_id: int, type_url: str, version: str, message: str) -> None:
+        self.heard.append(("nack", message))
+
+    def on_stream_close(self, stream_id: int) -> None:
+        self.heard.append(("close", str(stream_id)))
+
+
+def test_every_subscriber_hears_the_stream_in_order() -> None:
+    recorder = Recorder()
+    stream = AdsStream(Fanout((Fleet(), recorder)), snap(V1))
+    request = DiscoveryRequest(type_url=CLUSTER)
+    request.node.CopyFrom(Node(id="envoy-1", cluster="gw", user_agent_version="1.40.0"))
+    [push] = stream.on_request(request)
+    stream.on_request(
+        DiscoveryRequest(
+            type_url=CLUSTER,
+            version_info=push.version,
+            response_nonce=push.nonce,
+            error_detail=Status(code=3, message="no"),
+        )
+    )
+    stream.close()
+    stream.close()  # a second close reports nothing
+    assert recorder.heard == [
+        ("open", "envoy-1"),
+        ("subscribe", CLUSTER),
+        ("sent", CLUSTER),
+        ("nack", "no"),
+        ("close", str(stream.stream_id)),
+    ]
+
+
+def test_a_reconnecting_envoys_claimed_version_is_not_timed() -> None:
+    h = Harness(snap(V1))
+    h.request(CLUSTER, version_info="c-old")
+    [node] = h.fleet.snapshot()
+    assert node["types"]["cds"]["acked"] == "c-old"
+    assert h.metric("ttsgw_xds_convergence_seconds_count", type="cds") == 0

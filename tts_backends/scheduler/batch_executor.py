@@ -13,16 +13,14 @@ import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..engines.batching import BatchingEngine, ChunkJob, Session
+from .host import SchedulerHost
 from .spans import now_ns, record_stage
 from .ticket import Ticket
-
-if TYPE_CHECKING:
-    from .scheduler import Scheduler
 
 
 @dataclass(eq=False)
@@ -73,10 +71,10 @@ def _each_or_alone(items: Sequence[Any], run: Callable[[Sequence[Any]], Any]) ->
 
 
 class BatchExecutor:
-    def __init__(self, scheduler: Scheduler, engine: BatchingEngine) -> None:
-        self.scheduler = scheduler
+    def __init__(self, host: SchedulerHost, engine: BatchingEngine) -> None:
+        self.host = host
         self.engine = engine
-        self.policy = scheduler.policy
+        self.policy = host.policy
         # One thread: torch already spreads one call over every core, and the model's
         # state must never be touched by two calls at once.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="tts-engine")
@@ -85,14 +83,14 @@ class BatchExecutor:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        s = self.scheduler
+        s = self.host
         while True:
             self._drop_finished()
             if not self.rows and not self.pending:
-                if not len(s.queues):
+                if not s.queued():
                     await s.wait_for_work()
                     continue
-                if self.policy.max_wait_s > 0 and len(s.queues) < self.policy.max_batch_size:
+                if self.policy.max_wait_s > 0 and s.queued() < self.policy.max_batch_size:
                     # Dynamic batching: an idle engine waits a moment for a batch to form.
                     await asyncio.sleep(self.policy.max_wait_s)
             admitted = self._admit()
@@ -102,7 +100,7 @@ class BatchExecutor:
             self._apply(done, rows)
 
     def _admit(self) -> list[Ticket]:
-        s, admitted = self.scheduler, list[Ticket]()
+        s, admitted = self.host, list[Ticket]()
         high_running = self._high_in_flight()
         while (level := s.next_level()) is not None:
             # High may exceed the batch size: it gets rows by preempting lower levels.
@@ -127,7 +125,7 @@ class BatchExecutor:
     def _choose_rows(self) -> list[_Row]:
         # self.rows holds only sessions still generating (_drop_finished runs after each
         # iteration), so every row is a candidate.
-        now, aging = self.scheduler.clock(), self.policy.aging_s
+        now, aging = self.host.clock(), self.policy.aging_s
         rank = {r: r.ticket.effective_rank(now, aging) for r in self.rows}
         ranked = sorted(self.rows, key=lambda r: (rank[r], r.ticket.arrived))
         if self._high_in_flight():
@@ -138,7 +136,7 @@ class BatchExecutor:
 
     def _choose_jobs(self) -> list[_Pending]:
         # First chunks of new streams outrank later chunks of running ones, then priority.
-        now, aging = self.scheduler.clock(), self.policy.aging_s
+        now, aging = self.host.clock(), self.policy.aging_s
         rank = {p: p.ticket.effective_rank(now, aging) for p in self.pending}
         self.pending.sort(key=lambda p: (p.job.index > 0, rank[p], p.ticket.arrived, p.job.index))
         chosen = self.pending[: self.policy.max_batch_size]
@@ -189,7 +187,7 @@ class BatchExecutor:
         self.engine.step(sessions)
 
     def _apply(self, it: _Iteration, rows: list[_Row]) -> None:
-        s, metrics = self.scheduler, self.scheduler.metrics
+        s, metrics = self.host, self.host.metrics
         for ticket, session, start, end in it.opened:
             if isinstance(session, Exception):
                 s.fail(ticket, session)
@@ -197,7 +195,7 @@ class BatchExecutor:
             record_stage(ticket, "text_frontend", start, end, text_length=len(ticket.request.text))
             self.rows.append(_Row(ticket, session))
         if rows:
-            s.batch_size = len(rows)
+            s.report_batch_size(len(rows))
             if metrics is not None:
                 metrics.batch_size.labels(metrics.engine, "generate_tokens").observe(len(rows))
         for row in rows:
@@ -239,7 +237,7 @@ class BatchExecutor:
         held = {r.ticket for r in self.rows} | {p.ticket for p in self.pending}
         for ticket in held:
             if ticket.cancelled:
-                self.scheduler.release(ticket)
+                self.host.release(ticket)
         # A row whose session generated its last token still has chunks in `pending`.
         self.rows = [r for r in self.rows if not r.ticket.done and not r.session.finished]
         self.pending = [p for p in self.pending if not p.ticket.done]

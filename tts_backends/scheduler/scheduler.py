@@ -13,6 +13,8 @@ from ..engines.batching import BatchingEngine
 from ..errors import OverloadedError, SynthesisError, WorkerError
 from ..metrics import WorkerMetrics
 from .drain import DrainRate
+from .executors import make_executor
+from .host import Executor, ExecutorFactory
 from .levels import LEVELS
 from .policy import SchedulerPolicy
 from .queue import LevelQueues, Rejected
@@ -31,7 +33,11 @@ _SHED_MESSAGES = {
 
 
 class Scheduler:
-    """One per worker. `submit` is synchronous: a request is queued or refused at once."""
+    """One per worker. `submit` is synchronous: a request is queued or refused at once.
+
+    It builds its executor with `executor_factory`, handing itself over as the executor's
+    `SchedulerHost`; the executor reports back only through that interface.
+    """
 
     def __init__(
         self,
@@ -40,10 +46,8 @@ class Scheduler:
         metrics: WorkerMetrics | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        executor_factory: ExecutorFactory = make_executor,
     ) -> None:
-        from .batch_executor import BatchExecutor
-        from .slot_executor import SlotExecutor
-
         self.engine = engine
         self.policy = policy
         self.metrics = metrics
@@ -53,11 +57,7 @@ class Scheduler:
         self.running: set[Ticket] = set()
         self.batch_size = 0
         self._wake = asyncio.Event()
-        self.executor: BatchExecutor | SlotExecutor = (
-            BatchExecutor(self, engine)
-            if isinstance(engine, BatchingEngine)
-            else SlotExecutor(self, engine)
-        )
+        self.executor: Executor = executor_factory(self, engine)
         if metrics is not None:
             metrics.track_queue(self.queues.depths, list(LEVELS))
             metrics.in_flight.labels(metrics.engine).set_function(lambda: len(self.running))
@@ -110,7 +110,16 @@ class Scheduler:
             return
         self.executor.cancel(ticket)
 
-    # The executor's side.
+    # The executor's side (the SchedulerHost protocol).
+    def queued(self) -> int:
+        return len(self.queues)
+
+    def in_flight(self) -> int:
+        return len(self.running)
+
+    def report_batch_size(self, size: int) -> None:
+        self.batch_size = size
+
     def next_ticket(self) -> Ticket | None:
         now = self.clock()
         ticket = self.queues.pop(now)

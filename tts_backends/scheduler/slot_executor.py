@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from ..engines.base import Engine, StreamingEngine
+from .host import SchedulerHost
 from .spans import now_ns, record_stage
 from .ticket import Ticket
 
-if TYPE_CHECKING:
-    from .scheduler import Scheduler
-
 
 class SlotExecutor:
-    def __init__(self, scheduler: Scheduler, engine: Engine) -> None:
-        self.scheduler = scheduler
+    def __init__(self, host: SchedulerHost, engine: Engine) -> None:
+        self.host = host
         self.engine = engine
         self._tasks: dict[Ticket, asyncio.Task[None]] = {}
 
     async def run(self) -> None:
-        slots = [
-            asyncio.create_task(self._slot()) for _ in range(self.scheduler.policy.concurrency)
-        ]
+        slots = [asyncio.create_task(self._slot()) for _ in range(self.host.policy.concurrency)]
         try:
             await asyncio.gather(*slots)
         finally:
@@ -30,13 +25,13 @@ class SlotExecutor:
                 slot.cancel()
 
     async def _slot(self) -> None:
-        s = self.scheduler
+        s = self.host
         while True:
             ticket = s.next_ticket()
             if ticket is None:
                 await s.wait_for_work()
                 continue
-            s.batch_size = len(s.running)
+            s.report_batch_size(s.in_flight())
             task = asyncio.create_task(self._synthesize(ticket))
             self._tasks[ticket] = task
             try:
@@ -46,7 +41,7 @@ class SlotExecutor:
                 self._tasks.pop(ticket, None)
 
     async def _synthesize(self, ticket: Ticket) -> None:
-        s = self.scheduler
+        s = self.host
         start = now_ns()
         try:
             if isinstance(self.engine, StreamingEngine):
@@ -69,7 +64,7 @@ class SlotExecutor:
         if task is not None:
             task.cancel()
         else:
-            self.scheduler.release(ticket)
+            self.host.release(ticket)
 
     def close(self) -> None:
         for task in self._tasks.values():

@@ -15,48 +15,27 @@ from urllib.parse import parse_qs
 
 from envoy.service.ext_proc.v3.external_processor_pb2 import (
     HeaderMutation,
+    HttpHeaders,
     ImmediateResponse,
     ProcessingResponse,
 )
 from envoy.type.v3.http_status_pb2 import HttpStatus
 
-from gateway.ext_proc.context import RequestContext
+from gateway.ext_proc.admission import Admission
 from gateway.ext_proc.headers import set_header
+from gateway.ext_proc.processor import BaseProcessor, RequestHead
 from gateway.ext_proc.routing import unknown_model
 from gateway.openai_errors import CONTENT_TYPE
 from gateway.queue_client import QueueStatusSource
-
-LEVELS = ("high", "default", "low")
-
-
-def public_model(entry: dict[str, Any]) -> dict[str, Any]:
-    """One model of the control plane's aggregate, without anything internal."""
-    levels = entry.get("levels") or {}
-    return {
-        "busy": entry.get("busy", "unknown"),
-        "queued": entry.get("queued", 0),
-        "in_flight": entry.get("in_flight", 0),
-        "levels": {
-            level: {
-                "depth": (levels.get(level) or {}).get("depth", 0),
-                "estimated_wait_s": (levels.get(level) or {}).get("estimated_wait_s"),
-            }
-            for level in LEVELS
-        },
-    }
+from ttsgw_contract.gateway_config import GatewayConfig
+from ttsgw_contract.queue_status import QueueAggregate
 
 
-def public_view(aggregate: dict[str, Any], model: str | None = None) -> dict[str, Any]:
+def public_view(aggregate: QueueAggregate, model: str | None = None) -> dict[str, Any]:
     """The body of GET /v1/queue; raises ModelNotFoundError for a model that is not configured."""
-    models: dict[str, Any] = aggregate.get("models") or {}
-    if model is not None and model not in models:
-        raise unknown_model(model, sorted(models))
-    names = sorted(models) if model is None else [model]
-    return {
-        "object": "queue",
-        "age_s": aggregate.get("age_s"),
-        "models": {name: public_model(models[name]) for name in names},
-    }
+    if model is not None and model not in aggregate.models:
+        raise unknown_model(model, sorted(aggregate.models))
+    return aggregate.public(None if model is None else [model]).model_dump(mode="json")
 
 
 class QueueView:
@@ -65,9 +44,9 @@ class QueueView:
     def __init__(self, source: QueueStatusSource) -> None:
         self._source = source
 
-    async def respond(self, ctx: RequestContext) -> ProcessingResponse:
+    async def respond(self, query: str, request_id: str = "") -> ProcessingResponse:
         """The 200 answer; raises ModelNotFoundError (404) or QueueStatusUnavailableError (503)."""
-        models = parse_qs(ctx.query).get("model", [])
+        models = parse_qs(query).get("model", [])
         name = models[-1].strip() if models else ""
         body = public_view(await self._source.aggregate(), name or None)
         headers = [
@@ -75,8 +54,8 @@ class QueueView:
             # About a second old already; a cache in between would only make it older.
             set_header("cache-control", "no-store"),
         ]
-        if ctx.request_id:
-            headers.append(set_header("x-request-id", ctx.request_id))
+        if request_id:
+            headers.append(set_header("x-request-id", request_id))
         return ProcessingResponse(
             immediate_response=ImmediateResponse(
                 status=HttpStatus(code=200),  # type: ignore[arg-type]
@@ -85,3 +64,23 @@ class QueueView:
                 details="ttsgw_queue_view",
             )
         )
+
+
+class QueueProcessor(BaseProcessor):
+    """Answers in the request-headers phase: no route sends a GET without a model anywhere
+    but the 404. Needs no config (admission does, when there is one)."""
+
+    def __init__(
+        self,
+        head: RequestHead,
+        config: GatewayConfig | None,
+        admission: Admission,
+        view: QueueView,
+    ) -> None:
+        super().__init__(head, config)
+        self._admission = admission
+        self._view = view
+
+    async def request_headers(self, message: HttpHeaders) -> ProcessingResponse:
+        self.admit(self._admission, stamp=False)
+        return await self._view.respond(self.head.query, self.request_id)
