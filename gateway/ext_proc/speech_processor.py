@@ -13,6 +13,8 @@ cache has nothing to do with never pay for them.
 
 from __future__ import annotations
 
+import asyncio
+
 from envoy.service.ext_proc.v3.external_processor_pb2 import (
     BodyResponse,
     CommonResponse,
@@ -35,6 +37,9 @@ from ttsgw_contract.gateway_config import GatewayConfig
 from ttsgw_contract.headers import CACHE_HEADER, FILTERED_HEADER, MODEL_HEADER
 from ttsgw_contract.modes import CACHE_MODE, FILL_MODE
 
+# Bodies up to this size parse in about a millisecond; larger ones go to a thread.
+_PARSE_INLINE_BYTES = 256 * 1024
+
 
 class SpeechProcessor(BaseProcessor):
     def __init__(
@@ -53,8 +58,9 @@ class SpeechProcessor(BaseProcessor):
         self.cache: SpeechCache | None = None
 
     def may_wait(self, phase: str) -> bool:
-        # A cache follower waits for its leader's synthesis.
-        return phase == "request_body" and self._response_cache is not None
+        # A cache follower waits for its leader's synthesis, and a body of megabytes is
+        # parsed off the event loop: either can outlast Envoy's message timer.
+        return phase == "request_body"
 
     async def request_headers(self, message: HttpHeaders) -> ProcessingResponse:
         stamped = self.admit(self._admission, stamp=True)
@@ -81,9 +87,13 @@ class SpeechProcessor(BaseProcessor):
     async def request_body(self, message: HttpBody) -> ProcessingResponse:
         config = self.config
         with child_span(self._trace, "validate"):
-            speech = parse_speech_request(
-                message.body, config.limits if config is not None else None
-            )
+            limits = config.limits if config is not None else None
+            if len(message.body) > _PARSE_INLINE_BYTES:
+                # Off the loop, so the stream loop's timer can ask Envoy for more time
+                # instead of Envoy failing the request open as filter_timeout.
+                speech = await asyncio.to_thread(parse_speech_request, message.body, limits)
+            else:
+                speech = parse_speech_request(message.body, limits)
             annotate(self._trace, **{"tts.text_length": len(speech.input)})
         if config is None:
             self.decide(Outcome.PASSTHROUGH)
