@@ -208,11 +208,11 @@ class GatewayPolicy(_Strict):
     # gets 401.
     require_api_keys: Bool = False
 
-    # The speed range is the engines' (ttsgw_contract.limits): a policy may narrow it,
-    # never widen it past what the workers accept.
+    # The speed range and the prompt length are the engines' (ttsgw_contract.limits): a
+    # policy may narrow them, never widen them past what the workers accept.
     max_input_chars: Annotated[Int, Field(ge=1, le=1_000_000)] = limits.DEFAULT_MAX_INPUT_CHARS
     max_prompt_audio_bytes: Annotated[Int, Field(ge=1024)] = limits.DEFAULT_MAX_PROMPT_AUDIO_BYTES
-    max_prompt_audio_seconds: Annotated[Float, Field(gt=0, le=300)] = (
+    max_prompt_audio_seconds: Annotated[Float, Field(gt=0, le=limits.MAX_PROMPT_AUDIO_SECONDS)] = (
         limits.DEFAULT_MAX_PROMPT_AUDIO_SECONDS
     )
     min_speed: Annotated[Float, Field(ge=limits.MIN_SPEED, le=limits.MAX_SPEED)] = limits.MIN_SPEED

@@ -11,7 +11,7 @@ from functools import cache
 import numpy as np
 import soundfile as sf
 
-from ttsgw_contract.limits import DEFAULT_MAX_PROMPT_AUDIO_SECONDS, PROMPT_MIN_RATE
+from ttsgw_contract.limits import MAX_PROMPT_AUDIO_SECONDS, PROMPT_MIN_RATE
 
 from .errors import InvalidPromptAudioError, UnsupportedFormatError
 
@@ -108,9 +108,9 @@ def validate_prompt_audio(raw: bytes, what: str = "prompt_audio") -> bytes:
         raise InvalidPromptAudioError(
             f"{what} must be sampled at >= {PROMPT_MIN_RATE} Hz, got {info.samplerate} Hz."
         )
-    if info.frames / info.samplerate > DEFAULT_MAX_PROMPT_AUDIO_SECONDS:
+    if info.frames / info.samplerate > MAX_PROMPT_AUDIO_SECONDS:
         raise InvalidPromptAudioError(
-            f"{what} must be at most {DEFAULT_MAX_PROMPT_AUDIO_SECONDS:g} s long, "
+            f"{what} must be at most {MAX_PROMPT_AUDIO_SECONDS:g} s long, "
             f"got {info.frames / info.samplerate:.1f} s."
         )
     if info.frames == 0:

@@ -16,7 +16,9 @@ MAX_SPEED = 4.0
 
 DEFAULT_MAX_INPUT_CHARS = 4096
 DEFAULT_MAX_PROMPT_AUDIO_BYTES = 10 * 1024 * 1024
-DEFAULT_MAX_PROMPT_AUDIO_SECONDS = 30.0
+# The workers refuse longer prompt clips; the policy may only lower it.
+MAX_PROMPT_AUDIO_SECONDS = 30.0
+DEFAULT_MAX_PROMPT_AUDIO_SECONDS = MAX_PROMPT_AUDIO_SECONDS
 PROMPT_MIN_RATE = 16_000
 
 # JSON can spell one character in at most 12 bytes (a surrogate pair as two \uXXXX
