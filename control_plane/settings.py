@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from control_plane.domain import DesiredState, Endpoint, default_state
 from control_plane.translator import TracingOptions, TranslatorOptions
+from ttsgw_contract.gateway_config import DEFAULT_MESSAGE_TIMEOUT_MS
 
 
 class ControlPlaneSettings(BaseSettings):
@@ -43,7 +44,7 @@ class ControlPlaneSettings(BaseSettings):
     listener_port: int = 10000
     ext_proc_host: str = "127.0.0.1"
     ext_proc_port: int = 18001
-    ext_proc_message_timeout_ms: int = 500
+    ext_proc_message_timeout_ms: int = DEFAULT_MESSAGE_TIMEOUT_MS
     access_log_path: str = "/dev/stdout"
     # host:port of the span relay (or any Zipkin v2 collector) Envoy's tracer reports to;
     # None leaves tracing off in Envoy. See docs/tracing.md.

@@ -19,7 +19,7 @@ import soundfile
 from pydantic import ValidationError
 
 from gateway.errors import InvalidRequestError, PayloadTooLargeError
-from ttsgw_contract.limits import PROMPT_MIN_RATE, SpeechLimits
+from ttsgw_contract.limits import PROMPT_MIN_RATE, SpeechLimits, max_speech_body_bytes
 from ttsgw_contract.speech import (
     ERROR_CODES,
     RESPONSE_FORMATS,
@@ -33,8 +33,26 @@ __all__ = ["RESPONSE_FORMATS", "STREAM_FORMATS", "SpeechRequest", "parse_speech_
 _PROMPT_CONTAINERS = ("WAV", "FLAC")
 
 
+def check_body_size(size: int, limits: SpeechLimits | None = None) -> None:
+    """Refuse a body no valid request under ``limits`` can have, before reading it.
+
+    Checked before the JSON is parsed, so megabytes that could only be refused cost a
+    length comparison. (Refusing at the request headers from Content-Length was tried:
+    Envoy then resets the client's upload and the client sees a connection error.)
+    """
+    limits = limits or SpeechLimits()
+    largest = max_speech_body_bytes(limits.max_input_chars, limits.max_prompt_audio_bytes)
+    if size > largest:
+        raise PayloadTooLargeError(
+            f"The request body is {size} bytes; no valid speech request under this "
+            f"gateway's limits is larger than {largest} bytes.",
+            code="request_too_large",
+        )
+
+
 def parse_speech_request(body: bytes, limits: SpeechLimits | None = None) -> SpeechRequest:
     limits = limits or SpeechLimits()
+    check_body_size(len(body), limits)
     try:
         wire = SpeechBody.model_validate(_json_object(body))
     except ValidationError as exc:

@@ -19,6 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from ttsgw_contract.limits import SpeechLimits
 
 SCHEMA_VERSION = 1
+# Envoy's timer on each ext_proc message. ext_proc's own default is 200 ms; a body near
+# the 16 MiB transport limit takes over 500 ms just to reach the filter on a loaded box,
+# and a timer that fires then sends bad input on unfiltered (503 filter_timeout). The cost
+# of a longer timer is paid only while the filter hangs.
+DEFAULT_MESSAGE_TIMEOUT_MS = 2000
 CONFIG_PATH = "/api/v1/gateway-config"
 
 
@@ -31,7 +36,7 @@ class FilterTimeouts(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    message_timeout_ms: int = Field(default=500, ge=1)
+    message_timeout_ms: int = Field(default=DEFAULT_MESSAGE_TIMEOUT_MS, ge=1)
     max_message_timeout_ms: int = Field(default=60_000, ge=1)
 
     @property

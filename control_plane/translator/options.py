@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ttsgw_contract.gateway_config import DEFAULT_MESSAGE_TIMEOUT_MS
+
 # The control plane's own clusters use underscores, which backend names cannot (domain.Name).
 EXT_PROC_CLUSTER = "ttsgw_ext_proc"
 # Where Envoy's Zipkin tracer sends its spans (the span relay, see docs/tracing.md).
@@ -33,9 +35,8 @@ class TranslatorOptions:
     listener_port: int = 10000
     ext_proc_host: str = "127.0.0.1"
     ext_proc_port: int = 18001
-    # ext_proc's own default is 200 ms; a Redis round trip plus a 1 MB body parse can
-    # exceed that under load, so the budget is chosen here rather than inherited.
-    ext_proc_message_timeout_ms: int = 500
+    # Chosen in the contract rather than inherited from ext_proc (DEFAULT_MESSAGE_TIMEOUT_MS).
+    ext_proc_message_timeout_ms: int = DEFAULT_MESSAGE_TIMEOUT_MS
     # How far the filter may extend one message's timer (override_message_timeout) when
     # it knowingly waits, e.g. for another request's synthesis to fill the cache.
     ext_proc_max_message_timeout_ms: int = 60_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,8 +17,11 @@ import pytest_asyncio
 from tests.e2e import test_gateway as gw
 from tests.e2e.stack import Stack
 from tests.redis_server import RedisServer
+from ttsgw import components
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+SHORT_TIMER_MS = 500
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -36,7 +40,11 @@ async def stack(
     stack.settings = stack.settings.model_copy(update={"redis_url": redis.url})
     try:
         stack.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        await stack.start_control_plane()
+        # A short message timer, so a synthesis of about a second outlasts it and the
+        # follower test below proves the filter extends it.
+        cp = components.control_plane(stack.settings)
+        short = {**cp.env, "TTSGW_EXT_PROC_MESSAGE_TIMEOUT_MS": str(SHORT_TIMER_MS)}
+        await stack._start("control-plane", dataclasses.replace(cp, env=short))
         await stack.start_ext_proc()
         await stack.start_workers()
         await stack.start_envoy()
@@ -106,7 +114,7 @@ async def test_sixteen_identical_requests_make_one_synthesis(stack: Stack) -> No
 async def test_followers_wait_for_a_synthesis_slower_than_envoys_message_timeout(
     stack: Stack,
 ) -> None:
-    """Envoy drops filter answers after 500 ms unless the filter extends the timer."""
+    """Envoy drops filter answers after this module's 500 ms timer unless the filter extends it."""
     port = stack.settings.cosyvoice3_port
     text = "A longer passage, so that the synthetic engine takes well over half a second. " * 14
     async with gateway_client(stack) as client:

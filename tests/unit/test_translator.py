@@ -12,6 +12,7 @@ from control_plane.domain import (
 )
 from control_plane.translator import TranslatorOptions, translate
 from control_plane.xds.resources import Resources
+from ttsgw_contract.gateway_config import DEFAULT_MESSAGE_TIMEOUT_MS
 
 
 def _bytes(messages: tuple[object, ...]) -> list[bytes]:
@@ -39,7 +40,7 @@ def test_default_options_match_the_contract() -> None:
     o = TranslatorOptions()
     assert (o.listener_address, o.listener_port) == ("0.0.0.0", 10000)
     assert (o.ext_proc_host, o.ext_proc_port) == ("127.0.0.1", 18001)
-    assert o.ext_proc_message_timeout_ms == 500
+    assert o.ext_proc_message_timeout_ms == DEFAULT_MESSAGE_TIMEOUT_MS
     assert o.ext_proc_failure_mode_allow is True
     assert o.access_log_path == "/dev/stdout"
     assert (o.route_config_name, o.listener_name) == ("ttsgw_routes", "ttsgw_listener")

@@ -14,6 +14,7 @@ from google.protobuf.json_format import MessageToDict
 from control_plane.domain import default_state
 from control_plane.translator import TranslatorOptions, translate
 from control_plane.translator.options import EXT_PROC_CLUSTER
+from ttsgw_contract.gateway_config import DEFAULT_MESSAGE_TIMEOUT_MS
 from ttsgw_contract.limits import MAX_REQUEST_BODY_BYTES
 
 
@@ -112,4 +113,4 @@ def test_ext_proc_defaults() -> None:
     ext = ExternalProcessor()
     assert _hcm(TranslatorOptions()).http_filters[0].typed_config.Unpack(ext)
     assert ext.failure_mode_allow is True
-    assert ext.message_timeout.ToMilliseconds() == 500
+    assert ext.message_timeout.ToMilliseconds() == DEFAULT_MESSAGE_TIMEOUT_MS
