@@ -24,15 +24,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-async def cp() -> ControlPlane:
-    control_plane = ControlPlane(
-        InMemoryRevisionStore(), SnapshotCache(), Fleet(), TranslatorOptions()
-    )
-    await control_plane.start(default_state())
-    return control_plane
-
-
-@pytest.fixture
 async def client(cp: ControlPlane) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(cp, admin_token=TOKEN, registry=CollectorRegistry())
     transport = httpx.ASGITransport(app=app)

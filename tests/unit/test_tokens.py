@@ -12,15 +12,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from control_plane.api.app import create_app
-from control_plane.domain import default_state
 from control_plane.queue_status import QueuePoller
 from control_plane.service import ControlPlane
 from control_plane.settings import ControlPlaneSettings
-from control_plane.store import InMemoryRevisionStore
 from control_plane.tokens import Tokens
-from control_plane.translator import TranslatorOptions
-from control_plane.xds.cache import SnapshotCache
-from control_plane.xds.fleet import Fleet
 from tests.unit.test_queue_status import FakeFetcher
 from ttsgw import components
 from ttsgw.components import StackSettings
@@ -51,15 +46,6 @@ def test_tokens_name_their_role_and_must_differ() -> None:
         Tokens.of("same", "same")
     with pytest.raises(ValueError, match="empty"):
         Tokens.of(ADMIN, "")
-
-
-@pytest.fixture
-async def cp() -> ControlPlane:
-    control_plane = ControlPlane(
-        InMemoryRevisionStore(), SnapshotCache(), Fleet(), TranslatorOptions()
-    )
-    await control_plane.start(default_state())
-    return control_plane
 
 
 @pytest.fixture
